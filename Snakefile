@@ -1,0 +1,22 @@
+# itlab: data synthesis -> base models -> DeepSpeed tuning -> evaluation -> statistics.
+# The config is validated (schema + cross-key checks) before any job is scheduled.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/tune.smk"
+include: "rules/evaluate.smk"
+include: "rules/analyze.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,164 @@
+"""Configuration: schema validation (defaults filled in) plus the checks a schema cannot express.
+
+Every problem is reported before any job starts, as a ``ConfigError`` naming the offending
+key, e.g. ``studies.inherent_limits.mixtures[1]``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message starts with the key path."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+def _key_path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<root>"
+
+
+def _schema_validate(config: dict) -> None:
+    """Validate with snakemake.utils.validate (fills defaults) and re-raise with the key path."""
+    import jsonschema
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(SCHEMA), set_default=True)
+    except Exception as err:  # snakemake wraps the jsonschema error in a WorkflowError
+        candidates = [err, *err.args, err.__cause__, err.__context__]
+        cause = next((c for c in candidates if isinstance(c, jsonschema.ValidationError)), None)
+        if cause is None:
+            raise
+        best = jsonschema.exceptions.best_match([cause]) or cause
+        path = list(best.absolute_path)
+        message = best.message
+        if best.validator == "required":
+            missing = [k for k in best.validator_value if k not in best.instance]
+            path, message = path + missing[:1], "is required but missing"
+        if best.validator == "additionalProperties":
+            extra = sorted(set(best.instance) - set(best.schema.get("properties", {})))
+            if extra:
+                path, message = path + [extra[0]], f"unknown key (allowed: {sorted(best.schema.get('properties', {}))})"
+        raise ConfigError(_key_path(path), message) from None
+
+
+def load(path: str | Path) -> dict:
+    with open(path) as fh:
+        return validate(yaml.safe_load(fh) or {}, base_dir=Path(path).parent)
+
+
+def validate(config: dict, base_dir: str | Path = ".") -> dict:
+    """Return a validated copy of ``config`` with defaults filled in, or raise ConfigError."""
+    config = copy.deepcopy(config)
+    _schema_validate(config)
+    _check_semantics(config, Path(base_dir))
+    return config
+
+
+def _require(cond: bool, key: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(key, message)
+
+
+def _check_names(values, known, key: str, what: str) -> None:
+    for i, v in enumerate(values):
+        _require(v in known, f"{key}[{i}]", f"{v!r} is not {what} (known: {', '.join(sorted(known)) or 'none'})")
+
+
+def _check_semantics(cfg: dict, base_dir: Path) -> None:
+    from itlab import tasks as task_registry
+
+    data = cfg["data"]
+    p = data["params"]
+    _require(p["min_len"] <= p["max_len"], "data.params.min_len", f"{p['min_len']} > max_len {p['max_len']}")
+
+    synthetic = sorted(task_registry.REGISTRY) if data["tasks"] == "all" else data["tasks"]
+    if data["tasks"] != "all":
+        _check_names(data["tasks"], task_registry.REGISTRY, "data.tasks", "a registered task")
+    all_tasks = set(synthetic) | set(data["hub_tasks"])
+    _check_names(data["heldout_tasks"], all_tasks, "data.heldout_tasks", "a task of data.tasks")
+
+    clusters = {task_registry.get(t).cluster for t in synthetic} | {h["cluster"] for h in data["hub_tasks"].values()}
+    heldout = set(data["heldout_tasks"]) | {n for n, h in data["hub_tasks"].items() if h["heldout"]}
+    for name, mix in data["mixtures"].items():
+        key = f"data.mixtures.{name}"
+        if mix["clusters"] != "all":
+            _check_names(mix["clusters"], clusters, f"{key}.clusters", "a cluster")
+        _check_names(mix["exclude_clusters"], clusters, f"{key}.exclude_clusters", "a cluster")
+        _check_names(mix["exclude_tasks"], all_tasks, f"{key}.exclude_tasks", "a task")
+        from itlab.data import mixture_tasks
+
+        members = mixture_tasks(mix, {t: task_registry.get(t).cluster for t in synthetic}
+                                | {n: h["cluster"] for n, h in data["hub_tasks"].items()}, heldout)
+        _require(bool(members), key, "selects no task (every task is excluded or held out)")
+
+    for i, f in enumerate(data["corpus"]["extra_files"]):
+        _require((base_dir / f).is_file(), f"data.corpus.extra_files[{i}]", f"file {f!r} does not exist")
+
+    families, sizes = cfg["families"], cfg["sizes"]
+    for fam, spec in families.items():
+        has = [k for k in ("architecture", "hub", "local") if k in spec]
+        _require(bool(has), f"families.{fam}", "needs one of architecture, hub or local")
+        for size, folder in spec.get("local", {}).items():
+            _require((base_dir / folder).is_dir(), f"families.{fam}.local.{size}", f"folder {folder!r} does not exist")
+
+    for fam, fam_sizes in cfg["base_models"].items():
+        _require(fam in families, f"base_models.{fam}", f"{fam!r} is not a family (known: {', '.join(sorted(families))})")
+        _check_names(fam_sizes, sizes, f"base_models.{fam}", "a size under sizes")
+        spec = families[fam]
+        for i, size in enumerate(fam_sizes):
+            key = f"base_models.{fam}[{i}]"
+            if size in spec.get("hub", {}) or size in spec.get("local", {}):
+                continue
+            _require("architecture" in spec, key, f"family {fam!r} has no hub/local entry for size {size!r} and no architecture to build it")
+            _require("model" in sizes[size], f"sizes.{size}.model", f"needed to build {fam}-{size}")
+            _require("pretrain_tokens" in sizes[size], f"sizes.{size}.pretrain_tokens", f"needed to build {fam}-{size}")
+            m = sizes[size]["model"]
+            _require(m["hidden_size"] % m["num_heads"] == 0, f"sizes.{size}.model.hidden_size",
+                     f"{m['hidden_size']} is not divisible by num_heads {m['num_heads']}")
+
+    for name, size in sizes.items():
+        t = size["tune"]
+        _require(not t["offload_params"] or t["zero_stage"] == 3, f"sizes.{name}.tune.offload_params", "needs zero_stage 3")
+        _require(not t["bf16"] or cfg["device"] == "cuda", f"sizes.{name}.tune.bf16", "bf16 tuning needs device: cuda")
+
+    for name, r in cfg["recipes"].items():
+        if "lora" in r and r["lora"]["quantize_4bit"]:
+            _require(cfg["device"] == "cuda", f"recipes.{name}.lora.quantize_4bit", "QLoRA needs device: cuda")
+
+    from itlab.grid import base_model_ids
+
+    bases = base_model_ids(cfg)
+    studies = cfg["studies"]
+    for study in ("inherent_limits", "scaling"):
+        if study in studies:
+            s = studies[study]
+            if s["base_models"] != "all":
+                _check_names(s["base_models"], bases, f"studies.{study}.base_models", "a base model id")
+            _require(s["recipe"] in cfg["recipes"], f"studies.{study}.recipe", f"{s['recipe']!r} is not under recipes")
+    if "inherent_limits" in studies:
+        _check_names(studies["inherent_limits"]["mixtures"], data["mixtures"], "studies.inherent_limits.mixtures", "a mixture under data.mixtures")
+    if "scaling" in studies:
+        s = studies["scaling"]
+        _check_names(s["tasks"], all_tasks, "studies.scaling.tasks", "a task of data.tasks")
+        biggest = max(s["train_sizes"])
+        _require(biggest <= data["splits"]["train"] or bool(data["hub_tasks"]), "studies.scaling.train_sizes",
+                 f"largest size {biggest} exceeds data.splits.train {data['splits']['train']}")
+    if "diversity" in studies:
+        s = studies["diversity"]
+        _require(s["base_model"] in bases, "studies.diversity.base_model", f"{s['base_model']!r} is not a base model id (known: {', '.join(bases)})")
+        _require(s["recipe"] in cfg["recipes"], "studies.diversity.recipe", f"{s['recipe']!r} is not under recipes")
+        for k in ("x_len", "y_len", "z_len"):
+            _require(s[k][0] <= s[k][1], f"studies.diversity.{k}", f"{s[k]} is not an increasing range")

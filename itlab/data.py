@@ -1,0 +1,213 @@
+"""Data: task splits, instruction mixtures, the pretraining corpus, nested subsets,
+Markov rule grids, and packing of tokenized examples into full sequences."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter
+
+from itlab import tasks as task_registry
+from itlab.tasks import TaskParams
+from itlab.tasks import markov
+
+
+def rng_for(*keys) -> random.Random:
+    """A generator seeded by a stable hash of ``keys`` (Python's hash() is salted per process)."""
+    digest = hashlib.sha256("\x1f".join(map(str, keys)).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "little"))
+
+
+DOC_SEPARATOR = "\n\x1e\n"  # between corpus documents (record separator: never in a document)
+
+
+# ---- splits ---------------------------------------------------------------------------
+def synthesize_task(name: str, sizes: dict, seed: int, params: TaskParams) -> dict[str, list[dict]]:
+    """Train/validation/test examples of one task with no input shared across splits.
+
+    When the input space is too small for the requested sizes, the splits are smaller;
+    the manifest records the real counts.
+    """
+    task = task_registry.get(name)
+    rng = rng_for("task", name, seed)
+    seen: set[tuple] = set()
+    out: dict[str, list[dict]] = {}
+    for split in ("test", "validation", "train"):  # test first: it must be complete
+        records, misses = [], 0
+        while len(records) < sizes[split] and misses < 50 * sizes[split] + 100:
+            ex = task.example(rng, params)
+            key = tuple(sorted(ex["inputs"].items()))
+            if key in seen:
+                misses += 1
+                continue
+            seen.add(key)
+            ex["id"] = f"{name}-{split}-{len(records)}"
+            records.append(ex)
+        out[split] = records
+    return out
+
+
+def format_plain(prompt: str, answer: str | None = None) -> str:
+    """The base-model format, shared by the corpus and the base evaluation conditions."""
+    text = f"{prompt}\nAnswer:"
+    return text if answer is None else f"{text} {answer}"
+
+
+def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None) -> list[dict]:
+    """Paper scale: rows of a Hugging Face data set rendered into itlab's record format."""
+    from datasets import load_dataset
+
+    ds = load_dataset(spec["dataset"], spec.get("subset"), split=spec[f"{split}_split"])
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return [{"task": name, "cluster": spec["cluster"], "phrasing": 0, "id": f"{name}-{split}-{i}",
+             "prompt": spec["input_template"].format(**row), "answer": spec["target_template"].format(**row),
+             "inputs": {}} for i, row in enumerate(ds)]
+
+
+# ---- mixtures -------------------------------------------------------------------------
+def mixture_tasks(mix: dict, task_clusters: dict[str, str], heldout: set[str]) -> list[str]:
+    """Tasks of a mixture: its clusters, minus exclusions, never a held-out task."""
+    return sorted(
+        t for t, c in task_clusters.items()
+        if (mix["clusters"] == "all" or c in mix["clusters"])
+        and c not in mix["exclude_clusters"] and t not in mix["exclude_tasks"] and t not in heldout
+    )
+
+
+def mixture_counts(available: dict[str, int], cap: int, total: int | None, seed=0) -> dict[str, int]:
+    """Examples-proportional mixing: each task contributes min(n, cap); with ``total``, the
+    capped sizes are scaled down proportionally (largest remainders get the rounding)."""
+    capped = {t: min(n, cap) for t, n in available.items()}
+    if total is None or total >= sum(capped.values()):
+        return capped
+    raw = {t: total * n / sum(capped.values()) for t, n in capped.items()}
+    counts = {t: int(r) for t, r in raw.items()}
+    for t in sorted(raw, key=lambda t: (raw[t] - counts[t], t), reverse=True)[: total - sum(counts.values())]:
+        counts[t] += 1
+    return counts
+
+
+def build_mixture(train: dict[str, list[dict]], mix: dict, seed: int, name: str) -> list[dict]:
+    counts = mixture_counts({t: len(r) for t, r in train.items()}, mix["cap"], mix.get("total"))
+    rng = rng_for("mixture", name, seed)
+    out = []
+    for t in sorted(train):
+        out.extend(rng.sample(train[t], counts[t]))
+    rng.shuffle(out)
+    return out
+
+
+# ---- nested subsets (study E) ---------------------------------------------------------
+def nested_subsets(records: list[dict], sizes: list[int], seed: int, key: str) -> dict[int, list[dict]]:
+    """Subsets of a seeded permutation's prefixes: every smaller one lies inside every larger."""
+    if max(sizes) > len(records):
+        raise ValueError(f"subset size {max(sizes)} exceeds the {len(records)} training examples")
+    order = list(records)
+    rng_for("subset", key, seed).shuffle(order)
+    return {n: order[:n] for n in sizes}
+
+
+# ---- pretraining corpus ---------------------------------------------------------------
+FILLER_WORDS = ("the model reads a list of letters and numbers then it writes an answer "
+                "each task has a short instruction and one line of output some words are "
+                "long and some are short").split()
+
+
+def build_corpus(task_names: list[str], documents: int, demos: int, filler: int, seed: int,
+                 params: TaskParams, split: str) -> list[str]:
+    """Documents of task demonstrations in the plain format, with filler sentences.
+
+    Demonstrations are sampled fresh (not from the evaluation splits), so the base models
+    learn the tasks in context the way pretraining data teaches real models.
+    """
+    rng = rng_for("corpus", split, seed)
+    docs = []
+    for _ in range(documents):
+        parts = [" ".join(rng.choice(FILLER_WORDS) for _ in range(rng.randint(5, 12))) + "."
+                 for _ in range(filler)]
+        task = task_registry.get(rng.choice(task_names))  # one task per document: in-context structure
+        for _ in range(demos):
+            ex = task.example(rng, params)
+            parts.append(format_plain(ex["prompt"], ex["answer"]))
+        docs.append("\n\n".join(parts))
+    return docs
+
+
+# ---- Markov rule grids (study B) ------------------------------------------------------
+def markov_cell(num_rules: int, per_rule: int, test_rules: int, test_examples: int, seed: int,
+                p: markov.MarkovParams, skew: float) -> tuple[list[dict], list[dict]]:
+    """Training examples over ``num_rules`` rules and test examples over unseen rules.
+
+    The test rules are drawn first from a seed that does not depend on the cell, so every
+    cell of a grid is tested on the same unseen rules.
+    """
+    test_rng = rng_for("markov-test", seed)
+    held = markov.sample_rules(test_rng, p, test_rules)
+    rng = rng_for("markov-train", num_rules, per_rule, seed)
+    rules = markov.sample_rules(rng, p, num_rules, exclude=frozenset(held))
+    counts = markov.examples_per_rule(num_rules, num_rules * per_rule, skew)
+
+    def record(rule, i, split):
+        inst = markov.make_instance(rng if split == "train" else test_rng, p, rule)
+        phrasing = 0
+        return {"task": "markov_rewrite", "cluster": "rewriting", "phrasing": phrasing, "id": f"{split}-{i}",
+                "prompt": markov.PHRASINGS[phrasing].format(**inst), "inputs": inst,
+                "answer": markov.rewrite(inst["x"], inst["y"], inst["z"]), "rule": f"{rule[0]}->{rule[1]}"}
+
+    train = [record(r, i, "train") for r, c in zip(rules, counts) for i in range(c)]
+    rng.shuffle(train)
+    test = [record(held[i % len(held)], i, "test") for i in range(test_examples)]
+    return train, test
+
+
+def manifest(records_by_name: dict[str, list[dict]]) -> dict:
+    return {name: {"examples": len(recs), "tasks": dict(Counter(r["task"] for r in recs))}
+            for name, recs in records_by_name.items()}
+
+
+# ---- packing --------------------------------------------------------------------------
+def tokenize_example(tokenizer, record: dict, chat: bool) -> tuple[list[int], list[int]]:
+    """Token ids and labels (-100 on the prompt) of one instruction example."""
+    if chat:
+        prompt_ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": record["prompt"]}], add_generation_prompt=True, tokenize=True,
+            return_dict=False)
+        full = prompt_ids + tokenizer.encode(record["answer"], add_special_tokens=False) + [tokenizer.eos_token_id]
+    else:
+        prompt_ids = tokenizer.encode(format_plain(record["prompt"]), add_special_tokens=False)
+        full = prompt_ids + tokenizer.encode(" " + record["answer"], add_special_tokens=False) + [tokenizer.eos_token_id]
+    labels = [-100] * len(prompt_ids) + full[len(prompt_ids):]
+    return full, labels
+
+
+def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int) -> list[dict]:
+    """Greedy first-fit packing into sequences of ``seq_len`` tokens.
+
+    Each example keeps its own position ids (restarting at 0), from which transformers
+    builds a block-diagonal causal mask, so packed examples never attend to each other.
+    Examples longer than ``seq_len`` are truncated.
+    """
+    bins: list[dict] = []
+    for ids, labels in sorted(examples, key=lambda e: -len(e[0])):
+        ids, labels = ids[:seq_len], labels[:seq_len]
+        for b in bins:
+            if len(b["input_ids"]) + len(ids) <= seq_len:
+                break
+        else:
+            b = {"input_ids": [], "labels": [], "position_ids": []}
+            bins.append(b)
+        b["input_ids"] += ids
+        b["labels"] += labels
+        b["position_ids"] += list(range(len(ids)))
+    for b in bins:  # pad to a rectangle; padding is its own "example" and has no loss
+        n = seq_len - len(b["input_ids"])
+        b["input_ids"] += [pad_id] * n
+        b["labels"] += [-100] * n
+        b["position_ids"] += list(range(n))
+    return bins
+
+
+def pad_batches(examples: list[tuple[list[int], list[int]]], pad_id: int) -> list[dict]:
+    """The unpacked alternative (one example per row, padded later): for benchmarks and ablations."""
+    return [{"input_ids": ids, "labels": labels, "position_ids": list(range(len(ids)))} for ids, labels in examples]

@@ -1,0 +1,111 @@
+"""Evaluation through lm-evaluation-harness.
+
+Each (task, condition) becomes a generated task YAML over local JSONL files (a benchmark
+declared, not coded); each evaluation job loads its model once and runs all its pairs in
+at most two batched ``simple_evaluate`` calls (plain prompts, then chat-templated ones).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from itlab.grid import CONDITIONS
+
+
+def task_name(task: str, condition: str) -> str:
+    return f"itlab__{task}__{condition}"
+
+
+def task_yaml(task: str, condition: str, files: dict, k_shot: int, max_new_tokens: int) -> dict:
+    """An lm-eval generate_until task: greedy, stop at a newline, exact match after stripping."""
+    _, few, chat = CONDITIONS[condition]
+    spec = {
+        "task": task_name(task, condition),
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(Path(files["test"]).resolve()),
+                                          "train": str(Path(files["fewshot"]).resolve())}},
+        "test_split": "test",
+        "fewshot_split": "train",
+        "num_fewshot": k_shot if few else 0,
+        "output_type": "generate_until",
+        # chat conditions put the bare instruction in the user turn, as in tuning;
+        # base conditions use the plain "Answer:" format of the pretraining corpus
+        "doc_to_text": "{{prompt}}" if chat else "{{prompt}}\nAnswer:",
+        "doc_to_target": "{{answer}}",
+        "target_delimiter": " ",
+        "fewshot_delimiter": "\n\n",
+        "fewshot_config": {"sampler": "first_n"},
+        "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": max_new_tokens},
+        "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
+        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
+                         "ignore_case": True, "ignore_punctuation": False}],
+        "metadata": {"version": 1.0},
+    }
+    return spec
+
+
+def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_shot: int, batch_size: int,
+        max_new_tokens: int, max_items: int, out_dir: str | Path, trust_remote_code: bool = False,
+        lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu"):
+    """Evaluate one model on (task, condition) pairs; write samples.jsonl and return a score table."""
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".lmeval.", dir=out_dir))
+    os.environ.setdefault("HF_DATASETS_CACHE", str(work / "datasets"))  # per job: parallel jobs never share a cache
+    if Path(model_dir).is_dir():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    lm_eval_tasks = lm_eval_tasks or {}
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+
+        names = {}
+        for task, cond in items:
+            if task in lm_eval_tasks:  # paper scale: an lm-eval task of the harness itself
+                names[(task, cond)] = lm_eval_tasks[task]
+                continue
+            spec = task_yaml(task, cond, files[task], k_shot, max_new_tokens)
+            (work / f"{spec['task']}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+            names[(task, cond)] = spec["task"]
+        manager = TaskManager(include_path=str(work), include_defaults=bool(lm_eval_tasks))
+        lm = HFLM(pretrained=model_dir, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code,
+                  max_length=None)
+        rows, samples = [], []
+        for chat in (False, True):
+            group = [(t, c) for (t, c) in items if CONDITIONS[c][2] == chat]
+            if not group:
+                continue
+            res = lm_eval.simple_evaluate(model=lm, tasks=sorted({names[p] for p in group}), task_manager=manager,
+                                          limit=max_items, log_samples=True, apply_chat_template=chat,
+                                          fewshot_as_multiturn=chat and any(CONDITIONS[c][1] for _, c in group),
+                                          random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+                                          fewshot_random_seed=0, bootstrap_iters=0)
+            for task, cond in group:
+                name = names[(task, cond)]
+                result = res["results"][name]
+                n = res["n-samples"][name]["effective"]
+                for key, value in result.items():
+                    if "," not in key or "stderr" in key or not isinstance(value, (int, float)):
+                        continue
+                    rows.append({"task": task, "condition": cond, "metric": key.split(",")[0],
+                                 "score": float(value), "n": int(n)})
+                for s in res["samples"].get(name, []):
+                    samples.append({"task": task, "condition": cond, "doc_id": s["doc_id"],
+                                    "id": s["doc"].get("id"), "target": s["target"],
+                                    "response": s["filtered_resps"][0] if s["filtered_resps"] else "",
+                                    "exact_match": s.get("exact_match"), "inputs": s["doc"].get("inputs")})
+        from itlab.io import write_jsonl
+
+        write_jsonl(out_dir / "samples.jsonl", samples)
+        return pd.DataFrame(rows, columns=["task", "condition", "metric", "score", "n"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Statistics used by the studies; each function is checked against an independent computation."""

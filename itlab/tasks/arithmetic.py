@@ -1,0 +1,42 @@
+"""Arithmetic cluster: small-number operations written in digits."""
+
+from itlab.tasks import Task, register
+
+
+def _pair(rng, p):
+    return {"a": rng.randint(0, p.max_number), "b": rng.randint(0, p.max_number)}
+
+
+def _ordered_pair(rng, p):
+    a, b = sorted((rng.randint(0, p.max_number), rng.randint(0, p.max_number)), reverse=True)
+    return {"a": a, "b": b}
+
+
+def _small_pair(rng, p):
+    return {"a": rng.randint(0, 12), "b": rng.randint(0, 12)}
+
+
+def _numbers(rng, p):
+    return {"xs": " ".join(str(rng.randint(0, p.max_number)) for _ in range(rng.randint(3, 5)))}
+
+
+register(Task(
+    "add", "arithmetic",
+    ("What is {a} plus {b}?", "Add {a} and {b}.", "Compute the sum of {a} and {b}."),
+    _pair, lambda d: str(int(d["a"]) + int(d["b"]))))
+
+register(Task(
+    "subtract", "arithmetic",
+    ("What is {a} minus {b}?", "Subtract {b} from {a}.", "Compute the difference {a} - {b}."),
+    _ordered_pair, lambda d: str(int(d["a"]) - int(d["b"]))))
+
+register(Task(
+    "multiply", "arithmetic",
+    ("What is {a} times {b}?", "Multiply {a} by {b}.", "Compute the product of {a} and {b}."),
+    _small_pair, lambda d: str(int(d["a"]) * int(d["b"]))))
+
+register(Task(
+    "maximum", "arithmetic",
+    ("Which is the largest number in: {xs}?", "Find the maximum of {xs}.",
+     "Name the biggest value among {xs}."),
+    _numbers, lambda d: str(max(int(x) for x in d["xs"].split()))))

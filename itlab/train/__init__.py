@@ -1,0 +1,1 @@
+"""Training: arguments, DeepSpeed configuration, the resumable loop and its launcher."""

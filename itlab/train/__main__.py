@@ -1,0 +1,3 @@
+from itlab.train.loop import main
+
+main()

@@ -1,0 +1,157 @@
+"""Arguments of one training run: one dataclass, overridable from YAML/JSON files and the
+command line (``--learning_rate 1e-4``), as in open-instruct's finetune.py."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainArguments:
+    model_path: str = _f("", "Folder or hub id of the model to start from.")
+    train_file: str = _f("", "JSONL of instruction records (sft) or a text file of documents (lm).")
+    output_dir: str = _f("", "Run folder: checkpoints/, model/, metrics.jsonl, DONE.json.")
+    objective: str = _f("sft", "sft: loss on response tokens only; lm: loss on every token (pretraining).")
+    chat: bool = _f(True, "Format sft examples with the tokenizer's chat template.")
+    eval_file: str = _f("", "lm objective: held-out documents whose loss is reported at the end.")
+    max_seq_len: int = _f(128, "Sequence length of packed rows.")
+    packing: bool = _f(True, "Pack several short examples per row (block-diagonal attention).")
+    global_batch_size: int = _f(16, "Rows per optimizer step over all processes.")
+    per_device_batch_size: int = _f(8, "Rows per micro-batch and process; accumulation is derived.")
+    learning_rate: float = _f(5e-5, "Peak learning rate.")
+    lr_scheduler: str = _f("cosine", "cosine | linear | constant, after linear warmup; decays to 0.")
+    warmup_ratio: float = _f(0.03, "Share of the steps spent warming up.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    epochs: float = _f(1.0, "Passes over the training rows (ignored when max_steps or max_tokens is set).")
+    max_steps: int = _f(0, "Stop after this many optimizer steps (0: from epochs).")
+    max_tokens: int = _f(0, "lm objective: token budget (0: from epochs).")
+    seed: int = _f(1, "Seed of data order, dropout and LoRA initialisation.")
+    zero_stage: int = _f(2, "DeepSpeed ZeRO stage 0-3.")
+    offload_optimizer: bool = _f(False, "Offload optimizer states to CPU.")
+    offload_params: bool = _f(False, "Offload parameters to CPU (stage 3).")
+    bf16: bool = _f(False, "bf16 mixed precision.")
+    gradient_checkpointing: bool = _f(False, "Recompute activations in the backward pass.")
+    lora_r: int = _f(0, "LoRA rank; 0 tunes all weights.")
+    lora_alpha: float = _f(16.0, "LoRA alpha.")
+    lora_dropout: float = _f(0.1, "LoRA dropout.")
+    lora_target_modules: list = _f("all", "Module names to adapt, or 'all' linear layers.")
+    quantize_4bit: bool = _f(False, "QLoRA: load the base weights in 4 bit (bitsandbytes, GPU).")
+    checkpoint_every: int = _f(50, "Optimizer steps between checkpoints.")
+    keep_checkpoints: int = _f(2, "Complete checkpoints kept; older ones are pruned.")
+    log_every: int = _f(1, "Optimizer steps between metric lines.")
+    trust_remote_code: bool = _f(False, "Allow model code from the hub (only if the config asks).")
+    peak_tflops: float = _f(0.0, "Accelerator peak TFLOP/s for MFU (0: look up the GPU, none on CPU).")
+    stop_after_steps: int = _f(0, "Testing aid: checkpoint and exit with code 3 after this many steps.")
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that define the result (not where or how often it is logged)."""
+        skip = {"output_dir", "log_every", "stop_after_steps", "checkpoint_every", "keep_checkpoints"}
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def parse(cls, argv=None) -> "TrainArguments":
+        """``--args FILE`` (YAML or JSON, repeatable) then ``--field value`` overrides."""
+        parser = argparse.ArgumentParser(description=cls.__doc__)
+        parser.add_argument("--args", action="append", default=[], help="YAML/JSON file(s) of arguments")
+        for f in dataclasses.fields(cls):
+            kind = {bool: _bool, int: int, float: float}.get(type(f.default), str)
+            parser.add_argument(f"--{f.name}", type=kind, default=None, help=f.metadata["help"])
+        ns = parser.parse_args(argv)
+        values: dict = {}
+        for path in ns.args:
+            values.update(yaml.safe_load(Path(path).read_text()) or {})
+        values.update({k: v for k, v in vars(ns).items() if k != "args" and v is not None})
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainArguments":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training argument(s): {', '.join(unknown)}")
+        args = cls(**values)
+        args.check()
+        return args
+
+    def check(self) -> None:
+        if self.objective not in ("sft", "lm"):
+            raise ValueError(f"objective must be sft or lm, not {self.objective!r}")
+        if self.lr_scheduler not in ("cosine", "linear", "constant"):
+            raise ValueError(f"unknown lr_scheduler {self.lr_scheduler!r}")
+        if not 0 <= self.zero_stage <= 3:
+            raise ValueError(f"zero_stage must be 0-3, not {self.zero_stage}")
+        if self.lora_r and self.zero_stage == 3:
+            raise ValueError("LoRA with ZeRO-3 is not supported: use zero_stage <= 2 for LoRA runs")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def accumulation_steps(global_batch: int, micro_batch: int, world: int) -> int:
+    """Gradient accumulation that makes micro_batch * world * accumulation == global_batch."""
+    per_step = micro_batch * world
+    if global_batch % per_step:
+        raise ValueError(f"global_batch_size {global_batch} is not a multiple of per_device_batch_size "
+                         f"{micro_batch} x {world} processes")
+    return global_batch // per_step
+
+
+def deepspeed_config(args: TrainArguments, world: int) -> dict:
+    """The DeepSpeed config of a run; the optimizer and schedule stay in itlab (torch AdamW,
+    so no fused-kernel compile, and a schedule that depends only on the step for resuming)."""
+    micro = min(args.per_device_batch_size, max(1, args.global_batch_size // world))
+    accum = accumulation_steps(args.global_batch_size, micro, world)
+    zero: dict = {"stage": args.zero_stage}
+    if args.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if args.offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if args.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accum,
+        "train_batch_size": micro * accum * world,
+        "gradient_clipping": 1.0,
+        "zero_optimization": zero,
+        "bf16": {"enabled": args.bf16},
+        "zero_force_ds_cpu_optimizer": False,
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def lr_at(step: int, total: int, args: TrainArguments) -> float:
+    """Learning rate before optimizer step ``step`` (0-based): linear warmup, then decay to 0."""
+    import math
+
+    warmup = int(round(args.warmup_ratio * total))
+    if step < warmup:
+        return args.learning_rate * (step + 1) / warmup
+    if args.lr_scheduler == "constant":
+        return args.learning_rate
+    progress = (step - warmup) / max(1, total - warmup)
+    if args.lr_scheduler == "linear":
+        return args.learning_rate * (1 - progress)
+    return args.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,104 @@
+# Data synthesis: task splits, the pretraining corpus, tuning mixtures, nested subsets
+# (study E) and Markov rule grids (study B).
+
+
+rule synthesize_tasks:
+    output:
+        splits=task_files(),
+        manifest=f"{R}/data/tasks/manifest.json",
+    params:
+        tasks=synthetic_tasks(config),
+        splits=config["data"]["splits"],
+        generator=config["data"]["params"],
+        seed=config["seed"],
+    log:
+        f"{R}/logs/synthesize_tasks.log",
+    conda:
+        f"{ENVS}/data.yaml"
+    script:
+        "../scripts/synthesize_tasks.py"
+
+
+rule download_task:
+    output:
+        train=f"{R}/data/tasks/{{task}}/train.jsonl",
+        test=f"{R}/data/tasks/{{task}}/test.jsonl",
+    params:
+        spec=lambda wildcards: config["data"]["hub_tasks"][wildcards.task],
+        max_items=config["evaluation"]["max_items_per_task"],
+    wildcard_constraints:
+        task="|".join(config["data"]["hub_tasks"]) or "(?!)",
+    log:
+        f"{R}/logs/download_task/{{task}}.log",
+    conda:
+        f"{ENVS}/data.yaml"
+    script:
+        "../scripts/download_task.py"
+
+
+rule build_corpus:
+    output:
+        train=f"{R}/data/corpus/train.txt",
+        validation=f"{R}/data/corpus/validation.txt",
+    input:
+        extra=config["data"]["corpus"]["extra_files"],
+    params:
+        tasks=synthetic_tasks(config),
+        corpus=config["data"]["corpus"],
+        generator=config["data"]["params"],
+        seed=config["seed"],
+    log:
+        f"{R}/logs/build_corpus.log",
+    conda:
+        f"{ENVS}/data.yaml"
+    script:
+        "../scripts/build_corpus.py"
+
+
+rule build_mixture:
+    input:
+        mixture_inputs,
+    output:
+        f"{R}/data/trainsets/mix-{{mixture}}.jsonl",
+    params:
+        mixture=lambda wildcards: config["data"]["mixtures"][wildcards.mixture],
+        heldout=sorted(heldout_tasks(config)),
+        clusters={t: task_cluster(config, t) for t in all_tasks(config)},
+        seed=config["seed"],
+    log:
+        f"{R}/logs/build_mixture/{{mixture}}.log",
+    conda:
+        f"{ENVS}/data.yaml"
+    script:
+        "../scripts/build_mixture.py"
+
+
+rule build_subset:
+    input:
+        f"{R}/data/tasks/{{task}}/train.jsonl",
+    output:
+        f"{R}/data/trainsets/sub-{{task}}-n{{n}}.jsonl",
+    params:
+        sizes=config["studies"].get("scaling", {}).get("train_sizes", []),
+        seed=config["seed"],
+    log:
+        f"{R}/logs/build_subset/{{task}}-n{{n}}.log",
+    conda:
+        f"{ENVS}/data.yaml"
+    script:
+        "../scripts/build_subset.py"
+
+
+rule synthesize_markov:
+    output:
+        train=f"{R}/data/markov/{{cell}}/train.jsonl",
+        test=f"{R}/data/markov/{{cell}}/test.jsonl",
+    params:
+        study=config["studies"].get("diversity", {}),
+        seed=config["seed"],
+    log:
+        f"{R}/logs/synthesize_markov/{{cell}}.log",
+    conda:
+        f"{ENVS}/data.yaml"
+    script:
+        "../scripts/synthesize_markov.py"

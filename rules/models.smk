@@ -1,0 +1,67 @@
+# Base models: the tokenizer, models built and pretrained here, and the ladder report.
+# Hub and local base models schedule no job here.
+
+
+rule train_tokenizer:
+    input:
+        corpus=f"{R}/data/corpus/train.txt",
+    output:
+        f"{R}/tokenizer/tokenizer.json",
+    params:
+        vocab_size=config["tokenizer"]["vocab_size"],
+    log:
+        f"{R}/logs/train_tokenizer.log",
+    conda:
+        f"{ENVS}/data.yaml"
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+rule pretrain_model:
+    input:
+        unpack(pretrain_inputs),
+    output:
+        done=f"{R}/base/{{base}}/DONE.json",
+    params:
+        args=lambda wildcards: pretrain_arguments(GRID, wildcards.base),
+        architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
+        model=lambda wildcards: config["sizes"][
+            GRID.base_models[wildcards.base].size
+        ]["model"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["pretrain"].get("mem_mb", 4000),
+        runtime=config["resources"]["pretrain"].get("runtime", 60),
+    log:
+        f"{R}/logs/pretrain_model/{{base}}.log",
+    benchmark:
+        f"{R}/benchmarks/pretrain_model/{{base}}.tsv"
+    conda:
+        f"{ENVS}/train.yaml"
+    script:
+        "../scripts/pretrain_model.py"
+
+
+rule report_pretraining:
+    input:
+        done=expand(f"{R}/base/{{base}}/DONE.json", base=built_base_models()),
+    output:
+        table=report(
+            f"{R}/reports/pretraining.tsv",
+            caption="../report/pretraining.rst",
+            category="Base models",
+        ),
+        figure=report(
+            f"{R}/reports/pretraining.png",
+            caption="../report/pretraining.rst",
+            category="Base models",
+        ),
+    params:
+        bases=built_base_models(),
+    log:
+        f"{R}/logs/report_pretraining.log",
+    conda:
+        f"{ENVS}/analysis.yaml"
+    script:
+        "../scripts/report_pretraining.py"

@@ -1,0 +1,28 @@
+# Tuning: one job per run of the grid, whatever the study. DeepSpeed under torchrun
+# (srun + torchrun across nodes), resumable, exported atomically; DONE.json marks success.
+
+
+rule tune_model:
+    input:
+        unpack(tune_inputs),
+    output:
+        done=f"{R}/tuned/{{run}}/DONE.json",
+    params:
+        args=tune_params,
+        launch=lambda wildcards: tune_launch(GRID, wildcards.run),
+    threads: lambda wildcards: tune_launch(GRID, wildcards.run)["processes"]
+    resources:
+        mem_mb=tune_resource("mem_mb"),
+        runtime=tune_resource("runtime"),
+        nodes=tune_resource("nodes"),
+        gpu=tune_resource("gpu", 0),
+        tasks_per_node=tune_resource("tasks_per_node", 1),
+        cpus_per_task=tune_resource("cpus_per_task"),
+    log:
+        f"{R}/logs/tune_model/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/tune_model/{{run}}.tsv"
+    conda:
+        f"{ENVS}/train.yaml"
+    script:
+        "../scripts/tune_model.py"
