@@ -10,12 +10,12 @@ rule aggregate_scores:
             caption="../report/scores.rst",
             category="Results table",
         ),
-    params:
-        metadata=model_metadata(),
     log:
         f"{R}/logs/aggregate_scores.log",
     conda:
         f"{ENVS}/analysis.yaml"
+    params:
+        metadata=model_metadata(),
     script:
         "../scripts/aggregate_scores.py"
 
@@ -39,12 +39,12 @@ rule analyze_inherent_limits:
             caption="../report/inherent_limits.rst",
             category="Study A: inherent limits",
         ),
-    params:
-        study=config["studies"].get("inherent_limits", {}),
-        seed=config["seed"],
     log:
         f"{R}/logs/analyze_inherent_limits.log",
     conda:
         f"{ENVS}/analysis.yaml"
+    params:
+        study=config["studies"].get("inherent_limits", {}),
+        seed=config["seed"],
     script:
         "../scripts/analyze_inherent_limits.py"

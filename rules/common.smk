@@ -41,11 +41,17 @@ def built_base_models():
 
 def task_files(tasks=None):
     tasks = synthetic_tasks(config) if tasks is None else tasks
-    return [GRID.task_split(t, s) for t in tasks for s in ("train", "validation", "test")]
+    return [
+        GRID.task_split(t, s) for t in tasks for s in ("train", "validation", "test")
+    ]
 
 
 def hub_task_files():
-    return [GRID.task_split(t, s) for t in config["data"]["hub_tasks"] for s in ("train", "test")]
+    return [
+        GRID.task_split(t, s)
+        for t in config["data"]["hub_tasks"]
+        for s in ("train", "test")
+    ]
 
 
 def final_outputs():
@@ -113,7 +119,11 @@ def eval_params(wildcards):
         "items": [list(i) for i in items],
         "files": {t: GRID.eval_task_files(t) for t, _ in items},
         "k_shot": job.k_shot if uses_k else 0,
-        "lm_eval_tasks": {t: hub[t]["lm_eval_task"] for t, _ in items if "lm_eval_task" in hub.get(t, {})},
+        "lm_eval_tasks": {
+            t: hub[t]["lm_eval_task"]
+            for t, _ in items
+            if "lm_eval_task" in hub.get(t, {})
+        },
         **config["evaluation"],
     }
 
@@ -125,4 +135,8 @@ def all_scores(wildcards=None):
 def model_metadata():
     meta = {m: GRID.model_meta(m) for m in sorted(GRID.evals)}
     clusters = {t: task_cluster(config, t) for t in all_tasks(config)}
-    return {"models": meta, "clusters": clusters, "heldout": sorted(heldout_tasks(config))}
+    return {
+        "models": meta,
+        "clusters": clusters,
+        "heldout": sorted(heldout_tasks(config)),
+    }

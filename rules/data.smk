@@ -6,15 +6,15 @@ rule synthesize_tasks:
     output:
         splits=task_files(),
         manifest=f"{R}/data/tasks/manifest.json",
+    log:
+        f"{R}/logs/synthesize_tasks.log",
+    conda:
+        f"{ENVS}/data.yaml"
     params:
         tasks=synthetic_tasks(config),
         splits=config["data"]["splits"],
         generator=config["data"]["params"],
         seed=config["seed"],
-    log:
-        f"{R}/logs/synthesize_tasks.log",
-    conda:
-        f"{ENVS}/data.yaml"
     script:
         "../scripts/synthesize_tasks.py"
 
@@ -23,34 +23,34 @@ rule download_task:
     output:
         train=f"{R}/data/tasks/{{task}}/train.jsonl",
         test=f"{R}/data/tasks/{{task}}/test.jsonl",
+    log:
+        f"{R}/logs/download_task/{{task}}.log",
+    wildcard_constraints:
+        task="|".join(config["data"]["hub_tasks"]) or "(?!)",
+    conda:
+        f"{ENVS}/data.yaml"
     params:
         spec=lambda wildcards: config["data"]["hub_tasks"][wildcards.task],
         max_items=config["evaluation"]["max_items_per_task"],
-    wildcard_constraints:
-        task="|".join(config["data"]["hub_tasks"]) or "(?!)",
-    log:
-        f"{R}/logs/download_task/{{task}}.log",
-    conda:
-        f"{ENVS}/data.yaml"
     script:
         "../scripts/download_task.py"
 
 
 rule build_corpus:
+    input:
+        extra=config["data"]["corpus"]["extra_files"],
     output:
         train=f"{R}/data/corpus/train.txt",
         validation=f"{R}/data/corpus/validation.txt",
-    input:
-        extra=config["data"]["corpus"]["extra_files"],
+    log:
+        f"{R}/logs/build_corpus.log",
+    conda:
+        f"{ENVS}/data.yaml"
     params:
         tasks=synthetic_tasks(config),
         corpus=config["data"]["corpus"],
         generator=config["data"]["params"],
         seed=config["seed"],
-    log:
-        f"{R}/logs/build_corpus.log",
-    conda:
-        f"{ENVS}/data.yaml"
     script:
         "../scripts/build_corpus.py"
 
@@ -60,15 +60,15 @@ rule build_mixture:
         mixture_inputs,
     output:
         f"{R}/data/trainsets/mix-{{mixture}}.jsonl",
+    log:
+        f"{R}/logs/build_mixture/{{mixture}}.log",
+    conda:
+        f"{ENVS}/data.yaml"
     params:
         mixture=lambda wildcards: config["data"]["mixtures"][wildcards.mixture],
         heldout=sorted(heldout_tasks(config)),
         clusters={t: task_cluster(config, t) for t in all_tasks(config)},
         seed=config["seed"],
-    log:
-        f"{R}/logs/build_mixture/{{mixture}}.log",
-    conda:
-        f"{ENVS}/data.yaml"
     script:
         "../scripts/build_mixture.py"
 
@@ -78,13 +78,13 @@ rule build_subset:
         f"{R}/data/tasks/{{task}}/train.jsonl",
     output:
         f"{R}/data/trainsets/sub-{{task}}-n{{n}}.jsonl",
-    params:
-        sizes=config["studies"].get("scaling", {}).get("train_sizes", []),
-        seed=config["seed"],
     log:
         f"{R}/logs/build_subset/{{task}}-n{{n}}.log",
     conda:
         f"{ENVS}/data.yaml"
+    params:
+        sizes=config["studies"].get("scaling", {}).get("train_sizes", []),
+        seed=config["seed"],
     script:
         "../scripts/build_subset.py"
 
@@ -93,12 +93,12 @@ rule synthesize_markov:
     output:
         train=f"{R}/data/markov/{{cell}}/train.jsonl",
         test=f"{R}/data/markov/{{cell}}/test.jsonl",
-    params:
-        study=config["studies"].get("diversity", {}),
-        seed=config["seed"],
     log:
         f"{R}/logs/synthesize_markov/{{cell}}.log",
     conda:
         f"{ENVS}/data.yaml"
+    params:
+        study=config["studies"].get("diversity", {}),
+        seed=config["seed"],
     script:
         "../scripts/synthesize_markov.py"

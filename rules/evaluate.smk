@@ -7,20 +7,20 @@ rule evaluate_model:
     output:
         scores=f"{R}/eval/{{model}}/scores.tsv",
         samples=f"{R}/eval/{{model}}/samples.jsonl",
-    params:
-        spec=eval_params,
-        trust_remote_code=config["trust_remote_code"],
-        device=config["device"],
-    threads: 1
-    resources:
-        mem_mb=config["resources"]["evaluate"].get("mem_mb", 4000),
-        runtime=config["resources"]["evaluate"].get("runtime", 60),
-        gpu=config["resources"]["evaluate"].get("gpus", 0),
     log:
         f"{R}/logs/evaluate_model/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate_model/{{model}}.tsv"
     conda:
         f"{ENVS}/eval.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["evaluate"].get("mem_mb", 4000),
+        runtime=config["resources"]["evaluate"].get("runtime", 60),
+        gpu=config["resources"]["evaluate"].get("gpus", 0),
+    params:
+        spec=eval_params,
+        trust_remote_code=config["trust_remote_code"],
+        device=config["device"],
     script:
         "../scripts/evaluate_model.py"

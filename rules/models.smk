@@ -7,12 +7,12 @@ rule train_tokenizer:
         corpus=f"{R}/data/corpus/train.txt",
     output:
         f"{R}/tokenizer/tokenizer.json",
-    params:
-        vocab_size=config["tokenizer"]["vocab_size"],
     log:
         f"{R}/logs/train_tokenizer.log",
     conda:
         f"{ENVS}/data.yaml"
+    params:
+        vocab_size=config["tokenizer"]["vocab_size"],
     script:
         "../scripts/train_tokenizer.py"
 
@@ -22,23 +22,23 @@ rule pretrain_model:
         unpack(pretrain_inputs),
     output:
         done=f"{R}/base/{{base}}/DONE.json",
-    params:
-        args=lambda wildcards: pretrain_arguments(GRID, wildcards.base),
-        architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
-        model=lambda wildcards: config["sizes"][
-            GRID.base_models[wildcards.base].size
-        ]["model"],
-        seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=config["resources"]["pretrain"].get("mem_mb", 4000),
-        runtime=config["resources"]["pretrain"].get("runtime", 60),
     log:
         f"{R}/logs/pretrain_model/{{base}}.log",
     benchmark:
         f"{R}/benchmarks/pretrain_model/{{base}}.tsv"
     conda:
         f"{ENVS}/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["pretrain"].get("mem_mb", 4000),
+        runtime=config["resources"]["pretrain"].get("runtime", 60),
+    params:
+        args=lambda wildcards: pretrain_arguments(GRID, wildcards.base),
+        architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
+        model=lambda wildcards: config["sizes"][GRID.base_models[wildcards.base].size][
+            "model"
+        ],
+        seed=config["seed"],
     script:
         "../scripts/pretrain_model.py"
 
@@ -57,11 +57,11 @@ rule report_pretraining:
             caption="../report/pretraining.rst",
             category="Base models",
         ),
-    params:
-        bases=built_base_models(),
     log:
         f"{R}/logs/report_pretraining.log",
     conda:
         f"{ENVS}/analysis.yaml"
+    params:
+        bases=built_base_models(),
     script:
         "../scripts/report_pretraining.py"

@@ -7,9 +7,12 @@ rule tune_model:
         unpack(tune_inputs),
     output:
         done=f"{R}/tuned/{{run}}/DONE.json",
-    params:
-        args=tune_params,
-        launch=lambda wildcards: tune_launch(GRID, wildcards.run),
+    log:
+        f"{R}/logs/tune_model/{{run}}.log",
+    benchmark:
+        f"{R}/benchmarks/tune_model/{{run}}.tsv"
+    conda:
+        f"{ENVS}/train.yaml"
     threads: lambda wildcards: tune_launch(GRID, wildcards.run)["processes"]
     resources:
         mem_mb=tune_resource("mem_mb"),
@@ -18,11 +21,8 @@ rule tune_model:
         gpu=tune_resource("gpu", 0),
         tasks_per_node=tune_resource("tasks_per_node", 1),
         cpus_per_task=tune_resource("cpus_per_task"),
-    log:
-        f"{R}/logs/tune_model/{{run}}.log",
-    benchmark:
-        f"{R}/benchmarks/tune_model/{{run}}.tsv"
-    conda:
-        f"{ENVS}/train.yaml"
+    params:
+        args=tune_params,
+        launch=lambda wildcards: tune_launch(GRID, wildcards.run),
     script:
         "../scripts/tune_model.py"

@@ -38,7 +38,19 @@ def command(args_file: str, processes: int, nodes: int = 1, env=None) -> list[st
                f"--rdzv_id={env['SLURM_JOB_ID']}"] + module)
 
 
-def _ignore_usr1():
+def die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent process dies. Chained launcher -> torchrun -> workers,
+    so killing a job's launcher never leaves orphan workers writing to the run folder
+    (torchrun starts its workers in new sessions, out of reach of a process-group kill)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child_setup():
+    die_with_parent()
     # torchrun has no SIGUSR1 handler (the default action kills it); ignoring it lets Slurm's
     # --signal=USR1@N reach the workers, which install their own handler and checkpoint.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
@@ -65,7 +77,7 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
     cmd = command(str(args_file), processes, nodes, env)
     print(f"[itlab] launching: {' '.join(cmd)}", file=log or sys.stdout, flush=True)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
-                            preexec_fn=_ignore_usr1)
+                            preexec_fn=_child_setup)
 
     def forward(signum, frame):  # a signal to this job step reaches the workers through torchrun
         proc.send_signal(signal.SIGTERM)

@@ -30,11 +30,16 @@ def _request_stop(signum, frame):
     _STOP["requested"] = True
 
 
-def complete_checkpoints(out: Path) -> list[Path]:
+def complete_checkpoints(out: Path, fingerprint: str | None = None) -> list[Path]:
+    """Complete checkpoints, oldest first; with ``fingerprint``, only those of the same settings
+    (a run whose config changed starts afresh instead of resuming someone else's state)."""
     ckdir = out / "checkpoints"
     if not ckdir.is_dir():
         return []
-    return sorted((p for p in ckdir.glob("step-*") if (p / "COMPLETE").exists()), key=lambda p: p.name)
+    found = [p for p in ckdir.glob("step-*") if not p.name.endswith(".partial") and (p / "COMPLETE").exists()]
+    if fingerprint is not None:
+        found = [p for p in found if (p / "COMPLETE").read_text().strip() == fingerprint]
+    return sorted(found, key=lambda p: p.name)
 
 
 def is_done(out: Path, args: TrainArguments) -> bool:
@@ -129,6 +134,9 @@ def run(args: TrainArguments) -> int:
     if is_done(out, args):
         print(f"[itlab] {out} is already complete with these settings; nothing to do", flush=True)
         return 0
+    from itlab.train.launch import die_with_parent
+
+    die_with_parent()
     import torch
     import torch.distributed as dist
 
@@ -186,7 +194,7 @@ def run(args: TrainArguments) -> int:
     engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
 
     start = 0
-    ckpts = complete_checkpoints(out)
+    ckpts = complete_checkpoints(out, args.fingerprint())
     if ckpts:
         _, client = engine.load_checkpoint(str(out / "checkpoints"), tag=ckpts[-1].name)
         start = int(client["step"])
@@ -220,7 +228,7 @@ def run(args: TrainArguments) -> int:
         log.step(step + 1, stats[0].item() / world, lr, stats[1].item(), time.perf_counter() - t0)
         stop = stats[2].item() > 0 or (args.stop_after_steps and step + 1 >= args.stop_after_steps)
         if (step + 1) % args.checkpoint_every == 0 or (stop and step + 1 < steps):
-            save_checkpoint(engine, out, step + 1, rank, args.keep_checkpoints)
+            save_checkpoint(engine, out, step + 1, rank, args.keep_checkpoints, args.fingerprint())
         if stop and step + 1 < steps:
             if rank == 0:
                 print(f"[itlab] stop requested: checkpointed at step {step + 1}, exiting to be resumed", flush=True)
@@ -240,7 +248,7 @@ def run(args: TrainArguments) -> int:
     return 0
 
 
-def save_checkpoint(engine, out: Path, step: int, rank: int, keep: int) -> None:
+def save_checkpoint(engine, out: Path, step: int, rank: int, keep: int, fingerprint: str) -> None:
     """Write to step-N.partial, then rename and mark COMPLETE: a crash never leaves a
     checkpoint that looks usable."""
     import torch
@@ -258,7 +266,7 @@ def save_checkpoint(engine, out: Path, step: int, rank: int, keep: int) -> None:
     if rank == 0:
         shutil.rmtree(ckdir / tag, ignore_errors=True)
         (ckdir / partial).rename(ckdir / tag)
-        (ckdir / tag / "COMPLETE").write_text(str(step))
+        (ckdir / tag / "COMPLETE").write_text(fingerprint)
         for old in complete_checkpoints(out)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()

@@ -1,0 +1,249 @@
+"""Tuning engine: arguments, DeepSpeed config, schedules, and real multi-process runs
+(ZeRO-2, ZeRO-3, LoRA), kill-and-resume, concurrency, and no double runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from itlab.train.args import TrainArguments, accumulation_steps, deepspeed_config, lr_at
+from itlab.train.launch import command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- unit -------------------------------------------------------------------------------
+def test_accumulation_is_derived_from_global_batch():
+    assert accumulation_steps(64, 4, 2) == 8
+    assert accumulation_steps(32, 1, 4) == 8
+    with pytest.raises(ValueError, match="not a multiple"):
+        accumulation_steps(30, 4, 2)
+
+
+def test_deepspeed_config_per_stage():
+    args = TrainArguments(global_batch_size=32, per_device_batch_size=4, zero_stage=3, offload_optimizer=True,
+                          offload_params=True)
+    ds = deepspeed_config(args, world=4)
+    assert ds["train_batch_size"] == 32 == ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * 4
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert ds["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"]
+    assert "offload_param" not in deepspeed_config(TrainArguments(zero_stage=2), 2)["zero_optimization"]
+
+
+def test_lr_schedule_warmup_then_cosine_to_zero():
+    args = TrainArguments(learning_rate=1.0, warmup_ratio=0.1, lr_scheduler="cosine")
+    lrs = [lr_at(s, 100, args) for s in range(100)]
+    assert lrs[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert max(lrs) == pytest.approx(1.0)
+    assert lrs[-1] < 0.001 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    linear = TrainArguments(learning_rate=2.0, warmup_ratio=0.0, lr_scheduler="linear")
+    assert lr_at(50, 100, linear) == pytest.approx(1.0)
+
+
+def test_arguments_from_yaml_and_command_line(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text("learning_rate: 0.01\nzero_stage: 3\npacking: true\n")
+    args = TrainArguments.parse(["--args", str(f), "--learning_rate", "0.5", "--packing", "false"])
+    assert args.learning_rate == 0.5 and args.zero_stage == 3 and args.packing is False
+    with pytest.raises(ValueError, match="unknown training argument"):
+        TrainArguments.from_dict({"learnin_rate": 1})
+    with pytest.raises(ValueError, match="LoRA with ZeRO-3"):
+        TrainArguments.from_dict({"lora_r": 8, "zero_stage": 3})
+    # the fingerprint ignores where a run is written, not what it computes
+    assert TrainArguments(output_dir="a").fingerprint() == TrainArguments(output_dir="b").fingerprint()
+    assert TrainArguments(seed=1).fingerprint() != TrainArguments(seed=2).fingerprint()
+
+
+def test_launch_commands_single_and_multi_node():
+    one = command("a.json", 4)
+    assert one[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=4" in one
+    env = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "gpu[1-4]", "ITLAB_HEAD_NODE": "gpu1"}
+    multi = command("a.json", 8, nodes=4, env=env)
+    assert multi[:4] == ["srun", "--nodes=4", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    assert "--nnodes=4" in multi and "--nproc_per_node=8" in multi
+    assert "--rdzv_endpoint=gpu1:29400" in multi and "--rdzv_id=77" in multi
+    assert multi.count("itlab.train") == 1  # one torchrun per node, never one per GPU
+    with pytest.raises(RuntimeError, match="Slurm allocation"):
+        command("a.json", 8, nodes=2, env={})
+
+
+# ---- real runs --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny Llama base model with the real tokenizer, and an instruction mixture."""
+    from itlab import data, io, models
+    from itlab.tasks import TaskParams
+
+    root = tmp_path_factory.mktemp("tiny")
+    docs = data.build_corpus(["add", "reverse"], 200, 4, 1, 1, TaskParams(), "train")
+    tok = models.train_tokenizer(docs, 200, root / "tok")
+    model = models.build_model("llama", {"hidden_size": 32, "num_layers": 2, "num_heads": 2,
+                                         "intermediate_size": 64}, tok, seed=0)
+    model.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    train = {t: data.synthesize_task(t, {"train": 120, "validation": 1, "test": 1}, 1, TaskParams())["train"]
+             for t in ("add", "reverse", "is_palindrome")}
+    io.write_jsonl(root / "mix.jsonl", data.build_mixture(train, {"cap": 120}, 1, "m"))
+    return root
+
+
+def _args(tiny, out, **kw):
+    base = dict(model_path=str(tiny / "base"), train_file=str(tiny / "mix.jsonl"), output_dir=str(out),
+                learning_rate=3e-3, max_seq_len=96, global_batch_size=8, per_device_batch_size=4, max_steps=16,
+                checkpoint_every=4, warmup_ratio=0.1, seed=3)
+    base.update(kw)
+    return TrainArguments.from_dict(base)
+
+
+def _launch_process(args, processes=2):
+    """The launcher in its own process (as the rule script runs it), killable from the test."""
+    args_file = Path(args.output_dir + ".json")
+    Path(args.output_dir).parent.mkdir(parents=True, exist_ok=True)
+    args.save(args_file)
+    code = ("import sys; from itlab.train.args import TrainArguments as A; from itlab.train.launch import launch; "
+            f"sys.exit(launch(A.parse(['--args', {str(args_file)!r}]), {processes}, log=sys.stdout))")
+    log = open(args.output_dir + ".log", "w")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _run(args, processes=2, timeout=300):
+    proc = _launch_process(args, processes)
+    assert proc.wait(timeout=timeout) == 0, Path(args.output_dir + ".log").read_text()[-3000:]
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """An uninterrupted 2-process ZeRO-2 run, the yardstick of the resume tests."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    _run(_args(tiny, out))
+    return out
+
+
+@pytest.mark.slow
+def test_zero2_two_processes_trains_and_exports(reference, tiny):
+    from transformers import AutoModelForCausalLM
+
+    done = json.loads((reference / "DONE.json").read_text())
+    assert done["world_size"] == 2 and done["steps"] == 16
+    m = _metrics(reference)
+    assert [r["step"] for r in m] == list(range(1, 17))
+    assert m[-1]["loss"] < m[0]["loss"] - 0.5
+    assert all(r["tokens_per_s"] > 0 for r in m)
+    assert not (reference / "checkpoints").exists()  # pruned once the model is exported
+    assert (reference / "model" / "model.safetensors").exists()
+    assert list((reference / "tensorboard").iterdir())
+    model = AutoModelForCausalLM.from_pretrained(reference / "model")
+    base = AutoModelForCausalLM.from_pretrained(tiny / "base")
+    assert any((a - b).abs().max() > 1e-4 for a, b in zip(model.parameters(), base.parameters()))
+
+
+LONG = 200  # steps: long enough to be killed mid-run
+
+
+@pytest.fixture(scope="module")
+def long_reference(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "long"
+    _run(_args(tiny, out, max_steps=LONG, checkpoint_every=4))
+    return out
+
+
+def _newest_checkpoint(ck: Path) -> int:
+    steps = [int(p.name.split("-")[1]) for p in ck.glob("step-*") if not p.name.endswith(".partial")
+             and (p / "COMPLETE").exists()] if ck.is_dir() else []
+    return max(steps, default=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_killed_run_resumes_from_checkpoint(long_reference, tiny, tmp_path, sig):
+    """Kill mid-run (SIGTERM: graceful checkpoint; SIGKILL of the whole job: like a node
+    failure), rerun, and check that the step counter continues from the checkpoint and the
+    final loss matches the uninterrupted run."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    args = _args(tiny, out, max_steps=LONG, checkpoint_every=4)
+    proc = _launch_process(args)
+    ck = out / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and _newest_checkpoint(ck) < 8 and proc.poll() is None:
+        time.sleep(0.05)
+    assert _newest_checkpoint(ck) >= 8, Path(str(out) + ".log").read_text()[-3000:]
+    os.killpg(proc.pid, sig) if sig == signal.SIGKILL else proc.send_signal(sig)
+    code = proc.wait(timeout=120)
+    assert code != 0 and not (out / "DONE.json").exists(), "the run finished before it was killed"
+    resumed_from = _newest_checkpoint(ck)
+    assert 8 <= resumed_from < LONG
+
+    _run(args)
+    log = Path(str(out) + ".log").read_text()
+    assert f"resumed from step-{resumed_from:08d} at step {resumed_from}/{LONG}" in log
+    steps = [r["step"] for r in _metrics(out)]
+    # the rerun logs exactly the steps after the checkpoint, in order
+    assert steps[len(steps) - (LONG - resumed_from):] == list(range(resumed_from + 1, LONG + 1))
+    ref, got = _metrics(long_reference)[-1]["loss"], _metrics(out)[-1]["loss"]
+    assert got == pytest.approx(ref, rel=1e-3, abs=1e-3)
+    AutoModelForCausalLM.from_pretrained(out / "model")  # the export loads
+
+
+@pytest.mark.slow
+def test_zero3_two_processes(tiny, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "z3"
+    _run(_args(tiny, out, zero_stage=3, max_steps=6))
+    assert json.loads((out / "DONE.json").read_text())["steps"] == 6
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    assert model.model.embed_tokens.weight.shape[1] == 32  # gathered, not a ZeRO-3 shard
+
+
+@pytest.mark.slow
+def test_lora_is_merged_at_export(tiny, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "lora"
+    _run(_args(tiny, out, lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=1e-2, max_steps=6))
+    keys = load_file(out / "model" / "model.safetensors").keys()
+    assert not any("lora" in k for k in keys)
+    tuned = AutoModelForCausalLM.from_pretrained(out / "model")
+    base = AutoModelForCausalLM.from_pretrained(tiny / "base")
+    diffs = {n: (p - dict(base.named_parameters())[n]).abs().max().item() for n, p in tuned.named_parameters()}
+    assert diffs["model.layers.0.self_attn.q_proj.weight"] > 0  # adapters merged into linear layers
+    assert diffs["model.embed_tokens.weight"] == 0  # non-adapted weights untouched
+
+
+@pytest.mark.slow
+def test_two_jobs_at_once_do_not_collide(tiny, tmp_path):
+    procs = [_launch_process(_args(tiny, tmp_path / f"run{i}", max_steps=4, seed=i)) for i in range(2)]
+    for p, i in zip(procs, range(2)):
+        assert p.wait(timeout=300) == 0, (tmp_path / f"run{i}.log").read_text()[-2000:]
+        assert json.loads((tmp_path / f"run{i}" / "DONE.json").read_text())["steps"] == 4
+
+
+@pytest.mark.slow
+def test_finished_or_running_job_never_runs_twice(reference, tiny):
+    import fcntl
+
+    from itlab.train.launch import launch
+
+    args = _args(tiny, reference)
+    before = (reference / "DONE.json").read_text()
+    assert launch(args, 2) == 0  # complete with the same settings: returns at once
+    assert (reference / "DONE.json").read_text() == before
+    with open(reference / ".lock", "w") as held:  # a duplicate (e.g. requeued) job is running
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(RuntimeError, match="already training"):
+            launch(args, 2)
