@@ -149,7 +149,13 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
                 _check_names(s["base_models"], bases, f"studies.{study}.base_models", "a base model id")
             _require(s["recipe"] in cfg["recipes"], f"studies.{study}.recipe", f"{s['recipe']!r} is not under recipes")
     if "inherent_limits" in studies:
-        _check_names(studies["inherent_limits"]["mixtures"], data["mixtures"], "studies.inherent_limits.mixtures", "a mixture under data.mixtures")
+        s = studies["inherent_limits"]
+        _check_names(s["mixtures"], data["mixtures"], "studies.inherent_limits.mixtures", "a mixture under data.mixtures")
+        for i, block in enumerate(s["additional_grids"]):
+            key = f"studies.inherent_limits.additional_grids[{i}]"
+            _check_names(block["mixtures"], data["mixtures"], f"{key}.mixtures", "a mixture under data.mixtures")
+            if block["base_models"] != "all":
+                _check_names(block["base_models"], bases, f"{key}.base_models", "a base model id")
     if "scaling" in studies:
         s = studies["scaling"]
         _check_names(s["tasks"], all_tasks, "studies.scaling.tasks", "a task of data.tasks")

@@ -60,9 +60,15 @@ def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None) -
     ds = load_dataset(spec["dataset"], spec.get("subset"), split=spec[f"{split}_split"])
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
+    def fields(row):
+        if spec.get("choices"):
+            row = dict(row, label_text=spec["choices"][int(row[spec["label_field"]])])
+        return row
+
     return [{"task": name, "cluster": spec["cluster"], "phrasing": 0, "id": f"{name}-{split}-{i}",
-             "prompt": spec["input_template"].format(**row), "answer": spec["target_template"].format(**row),
-             "inputs": {}} for i, row in enumerate(ds)]
+             "prompt": spec["input_template"].format(**fields(row)),
+             "answer": spec["target_template"].format(**fields(row)), "inputs": {}}
+            for i, row in enumerate(ds) if not spec.get("choices") or int(row[spec["label_field"]]) >= 0]
 
 
 # ---- mixtures -------------------------------------------------------------------------
@@ -93,9 +99,23 @@ def build_mixture(train: dict[str, list[dict]], mix: dict, seed: int, name: str)
     rng = rng_for("mixture", name, seed)
     out = []
     for t in sorted(train):
-        out.extend(rng.sample(train[t], counts[t]))
+        chosen = rng.sample(train[t], counts[t])
+        if mix.get("format") == "samplegen":
+            chosen = [samplegen(r, [x for x in train[t] if x["id"] != r["id"]], rng) for r in chosen]
+        out.extend(chosen)
+    if mix.get("format") == "corrupted":  # instructions no longer match their answers
+        prompts = [r["prompt"] for r in out]
+        rng.shuffle(prompts)
+        out = [dict(r, prompt=p, corrupted=True) for r, p in zip(out, prompts)]
     rng.shuffle(out)
     return out
+
+
+def samplegen(record: dict, pool: list[dict], rng: random.Random) -> dict:
+    """SampleGen format: the response first writes two examples of the task, then answers."""
+    shots = rng.sample(pool, 2)
+    demo = "\n".join(f"Example: {s['prompt']} -> {s['answer']}" for s in shots)
+    return dict(record, answer=f"{demo}\nAnswer: {record['answer']}", format="samplegen")
 
 
 # ---- nested subsets (study E) ---------------------------------------------------------

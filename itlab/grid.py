@@ -141,10 +141,15 @@ class Grid:
         tuned_conds = [c for c in s["conditions"] if CONDITIONS[c][0] == "tuned"]
         for base in bases:
             self._add_eval(f"base/{base}", [(t, c) for t in tasks for c in base_conds], s["k_shot"])
-        for base, mix, seed in itertools.product(bases, s["mixtures"], s["seeds"]):
-            ts = TrainSet(f"mix-{mix}", "mixture", (("mixture", mix),))
-            run = self._add_run(base, ts, s["recipe"], seed, "inherent_limits", mixture=mix)
-            self._add_eval(f"tuned/{run.id}", [(t, c) for t in tasks for c in tuned_conds], s["k_shot"])
+        blocks = [s] + s["additional_grids"]
+        for block in blocks:
+            block_bases = _selected(block["base_models"], self.base_models) if "base_models" in block else bases
+            for base, mix, seed in itertools.product(block_bases, block["mixtures"], block["seeds"]):
+                ts = TrainSet(f"mix-{mix}", "mixture", (("mixture", mix),))
+                run = self._add_run(base, ts, s["recipe"], seed, "inherent_limits", mixture=mix)
+                self._add_eval(f"tuned/{run.id}", [(t, c) for t in tasks for c in tuned_conds], s["k_shot"])
+                if base not in bases:
+                    self._add_eval(f"base/{base}", [(t, c) for t in tasks for c in base_conds], s["k_shot"])
 
     def _expand_scaling(self, s):
         bases = _selected(s["base_models"], self.base_models)

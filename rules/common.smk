@@ -17,6 +17,12 @@ from itlab.grid import (  # noqa: E402
     tune_resources,
 )
 
+if workflow.config_settings.configfiles:
+    # An experiment config replaces the embedded default instead of being merged into it
+    # (a paper grid must not inherit the tiny ladder). Several --configfile merge in order,
+    # then --config overrides.
+    config.clear()
+    config.update(json.loads(json.dumps(workflow.config_settings.overwrite_config)))
 _validated = validate_config(config, base_dir=workflow.basedir)
 config.clear()
 config.update(_validated)

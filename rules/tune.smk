@@ -21,6 +21,8 @@ rule tune_model:
         gpu=tune_resource("gpu", 0),
         tasks_per_node=tune_resource("tasks_per_node", 1),
         cpus_per_task=tune_resource("cpus_per_task"),
+        slurm_partition=tune_resource("slurm_partition"),
+        gpu_model=tune_resource("gpu_model"),
     params:
         args=tune_params,
         launch=lambda wildcards: tune_launch(GRID, wildcards.run),

@@ -125,3 +125,18 @@ def test_packing_is_equivalent_to_separate_examples():
         separate = sum(summed_loss({"input_ids": i, "labels": lab, "position_ids": list(range(len(i)))})
                        for i, lab in examples)
     assert torch.allclose(packed, separate, rtol=1e-4), (packed, separate)
+
+
+def test_mixture_formats():
+    train = _train(["add", "reverse"], n=40)
+    base = {"cap": 40, "clusters": "all", "exclude_clusters": [], "exclude_tasks": []}
+    regular = data.build_mixture(train, {**base, "format": "regular"}, 1, "m")
+    corrupted = data.build_mixture(train, {**base, "format": "corrupted"}, 1, "m")
+    assert sorted(r["prompt"] for r in corrupted) == sorted(r["prompt"] for r in regular)
+    mismatched = sum(r["prompt"] != next(x for x in train[r["task"]] if x["id"] == r["id"])["prompt"] for r in corrupted)
+    assert mismatched > len(corrupted) // 2
+    sg = data.build_mixture(train, {**base, "format": "samplegen"}, 1, "m")
+    for r in sg:
+        gold = next(x for x in train[r["task"]] if x["id"] == r["id"])
+        assert r["answer"].endswith(f"Answer: {gold['answer']}") and r["answer"].count("Example: ") == 2
+        assert gold["prompt"] not in r["answer"]  # the examples are other items of the same task

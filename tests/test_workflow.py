@@ -1,0 +1,102 @@
+"""The DAG as users drive it: dry-runs of the paper grids, a real local run of a tiny grid,
+and partial reruns after a change."""
+
+import json
+import re
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake, write_config
+
+
+def _job_counts(output: str) -> dict:
+    table = output[output.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def _dry_run(*args, results=None):
+    extra = ("--config", f"results_dir={results}") if results else ()
+    res = snakemake("-n", "--cores", "2", *args, *extra)
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    return _job_counts(res.stdout)
+
+
+def test_default_config_dry_run(tmp_path):
+    jobs = _dry_run(results=tmp_path)
+    assert jobs["pretrain_model"] == 6 and jobs["tune_model"] == 6
+
+
+def test_inherent_limits_paper_grid_lists_at_least_90_tuning_jobs(tmp_path):
+    jobs = _dry_run("--configfile", "experiments/inherent-limits.yaml", results=tmp_path)
+    assert jobs["tune_model"] >= 90
+    assert jobs["evaluate_model"] == jobs["tune_model"] + 4  # every tuned model + the 4 base models
+    assert "pretrain_model" not in jobs  # hub models: nothing is pretrained at paper scale
+
+
+def test_experiment_config_replaces_the_default_instead_of_merging(tmp_path):
+    res = snakemake("-n", "--cores", "1", "--configfile", "experiments/inherent-limits.yaml",
+                    "--config", f"results_dir={tmp_path}")
+    assert "llama-s" not in res.stdout and "neox-m" not in res.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run the tiny grid for real, in a copy of the config pointing at a temporary results dir."""
+    tmp = tmp_path_factory.mktemp("wf")
+    cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    cfg["results_dir"] = str(tmp / "results")
+    path = write_config(tmp, cfg)
+    res = snakemake("--cores", "2", "--configfile", str(path), timeout=900)
+    assert res.returncode == 0, res.stderr[-5000:]
+    return tmp, cfg, path
+
+
+@pytest.mark.slow
+def test_tiny_grid_runs_end_to_end(tiny_run):
+    tmp, cfg, _ = tiny_run
+    root = tmp / "results"
+    table = pd.read_csv(root / "tables/scores.tsv", sep="\t")
+    assert set(table.condition) == {"base_zero_shot", "base_k_shot", "tuned_zero_shot"}
+    assert set(table.model) == {f"base/{b}" for b in ("llama-s", "llama-m", "neox-s", "neox-m")} | {
+        f"tuned/{b}__mix-all__default__seed-1" for b in ("llama-s", "llama-m", "neox-s", "neox-m")}
+    assert table.score.between(0, 1).all() and (table.n == 30).all()
+    assert table[table.task == "dedupe"].heldout.all()
+    summary = (root / "studies/inherent_limits/summary.md").read_text()
+    assert "Pooled Spearman" in summary and "Bigoulaeva" in summary
+    corr = pd.read_csv(root / "studies/inherent_limits/correlations.tsv", sep="\t")
+    assert {"pooled", "model", "family"} <= set(corr.scope)
+    ladder = pd.read_csv(root / "reports/pretraining.tsv", sep="\t")
+    for fam, g in ladder.groupby("family"):  # more budget, lower held-out loss
+        g = g.sort_values("pretrain_tokens")
+        assert g.heldout_loss.is_monotonic_decreasing, g
+    # provenance: every tuned model carries its resolved arguments
+    args = json.loads((root / "tuned/llama-s__mix-all__default__seed-1/model/train_args.json").read_text())
+    assert args["learning_rate"] == cfg["recipes"]["default"]["learning_rate"]
+    assert (root / "logs/tune_model/llama-s__mix-all__default__seed-1.log").exists()
+    # nothing left to do
+    res = snakemake("-n", "--cores", "2", "--configfile", str(tiny_run[2]))
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_changing_k_reruns_evaluation_not_tuning(tiny_run, tmp_path):
+    _, cfg, _ = tiny_run
+    changed = json.loads(json.dumps(cfg))
+    changed["studies"]["inherent_limits"]["k_shot"] = 3
+    jobs = _dry_run("--configfile", str(write_config(tmp_path, changed)))
+    assert "tune_model" not in jobs and "pretrain_model" not in jobs
+    assert jobs["evaluate_model"] == 4  # the 4 base models' k-shot condition; tuned ones are zero-shot
+    assert jobs["aggregate_scores"] == 1 and jobs["analyze_inherent_limits"] == 1
+
+
+@pytest.mark.slow
+def test_changing_the_recipe_reruns_tuning_only_downstream(tiny_run, tmp_path):
+    _, cfg, _ = tiny_run
+    changed = json.loads(json.dumps(cfg))
+    changed["recipes"]["default"]["learning_rate"] = 5.0e-4
+    jobs = _dry_run("--configfile", str(write_config(tmp_path, changed)))
+    assert jobs["tune_model"] == 4 and jobs["evaluate_model"] == 4  # tuned models only
+    assert "pretrain_model" not in jobs and "build_mixture" not in jobs
