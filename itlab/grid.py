@@ -286,11 +286,16 @@ def tune_resources(grid: Grid, run_id: str) -> dict:
     res, launch = size["resources"], tune_launch(grid, run_id)
     out = {"nodes": res["nodes"], "mem_mb": res.get("mem_mb", 4000), "runtime": res.get("runtime", 60),
            "cpus_per_task": res.get("cpus_per_task", launch["processes"])}
-    if res["gpus"]:
+    # One Slurm task per node runs the launcher; torchrun starts one process per GPU. No
+    # `tasks` resource: for GPU jobs the plugin turns it into --ntasks-per-gpu, which would
+    # start a launcher per GPU.
+    if res["gpus"] and res["nodes"] == 1:
         out["gpu"] = res["gpus"]
-        out["tasks_per_node"] = 1  # one launcher per node; torchrun starts one process per GPU
         if "gpu_model" in res:
             out["gpu_model"] = res["gpu_model"]
+    elif res["gpus"]:  # several nodes: --gres is per node, --gpus would be a job total
+        model = f"{res['gpu_model']}:" if "gpu_model" in res else ""
+        out["gres"] = f"gpu:{model}{res['gpus']}"
     if "partition" in res:
         out["slurm_partition"] = res["partition"]
     return out

@@ -19,10 +19,10 @@ rule tune_model:
         runtime=tune_resource("runtime"),
         nodes=tune_resource("nodes"),
         gpu=tune_resource("gpu", 0),
-        tasks_per_node=tune_resource("tasks_per_node", 1),
         cpus_per_task=tune_resource("cpus_per_task"),
         slurm_partition=tune_resource("slurm_partition"),
         gpu_model=tune_resource("gpu_model"),
+        gres=tune_resource("gres"),
     params:
         args=tune_params,
         launch=lambda wildcards: tune_launch(GRID, wildcards.run),

@@ -149,7 +149,9 @@ def run(args: TrainArguments) -> int:
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    for sig in (signal.SIGTERM, signal.SIGUSR1):
+    # SIGTERM: Slurm's time limit or scancel. SIGURG: the profile's pre-timeout warning
+    # (ignored by default by every other process). SIGUSR1: by hand.
+    for sig in (signal.SIGTERM, signal.SIGURG, signal.SIGUSR1):
         signal.signal(sig, _request_stop)
     torch.manual_seed(args.seed)
     random.seed(args.seed)

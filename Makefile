@@ -1,0 +1,34 @@
+# Two entry points (README): `make run` and `make test`. Both create .venv from pinned
+# requirements first; torch is pinned in the same install (and in constraints.txt) so pip
+# never resolves a CUDA build.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: run report test lint benchmarks
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip -c constraints.txt
+	$(VENV)/bin/pip install -q -r requirements.txt -c constraints.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
+	@echo "Summary: results/studies/inherent_limits/summary.md  (report: make report)"
+
+report: $(STAMP)
+	$(VENV)/bin/snakemake --cores 1 --report results/report.html
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/snakefmt --check Snakefile rules/
+
+benchmarks: $(STAMP)
+	$(VENV)/bin/python benchmarks/dag_dryrun.py
+	$(VENV)/bin/python benchmarks/tune_throughput.py

@@ -1,0 +1,124 @@
+"""The Slurm profile against a real Slurm cluster (started by .ci/run with
+tools/slurm-cluster.sh): a full chain with a tuning job cancelled mid-run and resumed,
+the sbatch line of a multi-GPU tuning job, and a failing job."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake, write_config
+
+REQUIRED = os.environ.get("ITLAB_REQUIRE_SLURM") == "1"
+
+
+def _slurm_ready() -> str | None:
+    if not shutil.which("sinfo"):
+        return "no Slurm client (sinfo) on this machine; start one with tools/slurm-cluster.sh start"
+    res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if res.returncode or not {"idle", "mixed", "allocated"} & set(res.stdout.split()):
+        return f"no Slurm node is up (sinfo: {res.stdout.strip() or res.stderr.strip()})"
+    return None
+
+
+_reason = _slurm_ready()
+if _reason and REQUIRED:
+    raise RuntimeError(f"ITLAB_REQUIRE_SLURM=1 but {_reason}")
+pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
+
+PROFILE = ["--profile", "profiles/slurm", "--workflow-profile", "tests/slurm-profile"]
+
+
+def _config(tmp_path, **changes) -> tuple[dict, Path]:
+    cfg = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    for key, value in changes.items():
+        cfg[key] = value
+    return cfg, write_config(tmp_path, cfg)
+
+
+def _slurm_args(tmp_path):
+    return PROFILE + ["--slurm-logdir", str(tmp_path / "slurm-logs")]
+
+
+def _our_jobs(rule: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%k|%T"], capture_output=True, text=True).stdout
+    return [line.split("|")[0] for line in out.splitlines() if rule in line and "RUNNING" in line]
+
+
+def test_chain_with_cancelled_tuning_job_resumes(tmp_path):
+    cfg, path = _config(tmp_path)
+    root = tmp_path / "results"
+    run = "llama-s__mix-all__default__seed-1"
+    ck = root / "tuned" / run / "checkpoints"
+    cmd = [sys.executable, "-m", "snakemake", *_slurm_args(tmp_path), "--configfile", str(path)]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, cancelled = time.time() + 600, None
+    while time.time() < deadline and first.poll() is None:
+        done = [p for p in ck.glob("step-*") if (p / "COMPLETE").exists()] if ck.is_dir() else []
+        if done and not cancelled:
+            jobs = _our_jobs("tune_model")
+            if jobs:
+                subprocess.run(["scancel", *jobs], check=True)
+                cancelled = jobs
+        time.sleep(0.2)
+    out = first.communicate(timeout=300)[0]
+    assert cancelled, f"the tuning job was never seen running with a checkpoint:\n{out[-4000:]}"
+    assert first.returncode != 0, "a cancelled job must fail the run"
+    assert not (root / "tuned" / run / "DONE.json").exists()
+
+    second = snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=900)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
+    log = (root / "logs/tune_model" / f"{run}.log").read_text()
+    assert re.search(r"resumed from step-(\d+) at step \d+/300", log), log[-3000:]
+    # synthesis -> tuning -> evaluation -> aggregation all went through Slurm
+    assert (root / "tables/scores.tsv").exists() and (root / "studies/inherent_limits/summary.md").exists()
+    slurm_logs = {p.relative_to(tmp_path / "slurm-logs").parts[0] for p in (tmp_path / "slurm-logs").rglob("*.log")}
+    assert {"rule_synthesize_tasks", "rule_tune_model", "rule_evaluate_model", "rule_aggregate_scores"} <= slurm_logs
+
+
+def test_sbatch_arguments_of_a_multi_gpu_tuning_job(tmp_path):
+    """A 4-GPU tuning job of a hub model: the sbatch line must ask for 4 GPUs of the model's
+    type, its CPUs, memory, time and partition, one task (torchrun starts the 4 processes:
+    no per-GPU tasks), and the pre-timeout signal. The one-node cluster cannot run it; only
+    the submission line is checked."""
+    cfg, path = _config(tmp_path, device="cuda")
+    cfg["families"] = {"llama2": {"hub": {"7b": "meta-llama/Llama-2-7b-hf"}}}
+    cfg["base_models"] = {"llama2": ["7b"]}
+    cfg["sizes"] = {"7b": {"params_b": 7, "tune": {"processes": 4, "zero_stage": 3, "bf16": True},
+                           "resources": {"gpus": 4, "gpu_model": "a100", "cpus_per_task": 32, "mem_mb": 256000,
+                                         "runtime": 720, "partition": "gpu-test"}}}
+    path = write_config(tmp_path, cfg)
+    target = f"{cfg['results_dir']}/tuned/llama2-7b__mix-all__default__seed-1/DONE.json"
+    prep = snakemake(f"{cfg['results_dir']}/data/trainsets/mix-all.jsonl", "--cores", "1", "--configfile", str(path))
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    res = snakemake(target, *_slurm_args(tmp_path), "--verbose", "--configfile", str(path), timeout=300)
+    line = next(l for l in (res.stdout + res.stderr).splitlines() if "sbatch call:" in l)
+    assert "--gpus=a100:4" in line
+    assert "--cpus-per-task=32" in line and "--mem 256000" in line and "-t 720" in line
+    assert "-p gpu-test" in line or "-p 'gpu-test'" in line
+    assert "--signal=URG@600" in line
+    assert "--ntasks-per-gpu" not in line and "--ntasks=" not in line  # one launcher, not one per GPU
+    assert "--nodes=1" in line
+
+
+def test_failing_job_fails_the_run_and_shows_its_log(tmp_path):
+    cfg, _ = _config(tmp_path)
+    cfg["families"]["ghost"] = {"hub": {"s": "itlab-test/no-such-model"}}
+    cfg["base_models"] = {"ghost": ["s"]}
+    path = write_config(tmp_path, cfg)
+    target = f"{cfg['results_dir']}/eval/base/ghost-s/scores.tsv"
+    res = snakemake(target, *_slurm_args(tmp_path), "--configfile", str(path), timeout=600,
+                    env={"HF_HUB_OFFLINE": "1"})
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "Error in rule evaluate_model" in out
+    # the job's own log, shown by show-failed-logs, says which model failed to load
+    assert re.search(r"Logfile .*logs/evaluate_model/base/ghost-s.log:", out)
+    assert "[itlab] evaluating itlab-test/no-such-model" in out
