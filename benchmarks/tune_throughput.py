@@ -1,0 +1,147 @@
+"""Throughput of tune_model's training (itlab loop: packing + DeepSpeed ZeRO-2) against a plain
+HF Trainer with per-batch padding, on the same data, model and number of processes.
+
+Prints useful (non-padding) tokens per second of each and their ratio, measured in one run.
+On a GPU machine (--gpu) it also reports the MFU of a ~1.1B randomly initialised Llama in bf16.
+
+    python benchmarks/tune_throughput.py [--processes 2] [--examples 1500] [--gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_data(work: Path, examples: int, hidden: int, layers: int):
+    from itlab import data, io, models, tasks
+    from itlab.tasks import TaskParams
+
+    names = sorted(tasks.REGISTRY)
+    docs = data.build_corpus(names, 300, 6, 1, 1, TaskParams(), "train")
+    tok = models.train_tokenizer(docs, 320, work / "base")
+    model = models.build_model("llama", {"hidden_size": hidden, "num_layers": layers, "num_heads": 4,
+                                         "intermediate_size": 4 * hidden}, tok, seed=0)
+    model.save_pretrained(work / "base")
+    per_task = examples // len(names) + 1
+    train = {t: data.synthesize_task(t, {"train": per_task, "validation": 1, "test": 1}, 1, TaskParams())["train"]
+             for t in names}
+    records = data.build_mixture(train, {"cap": per_task}, 1, "bench")[:examples]
+    io.write_jsonl(work / "train.jsonl", records)
+    return tok, records
+
+
+def run_itlab(work: Path, processes: int, seq_len: int, batch: int) -> dict:
+    from itlab.train.args import TrainArguments
+    from itlab.train.launch import launch
+
+    out = work / "itlab"
+    args = TrainArguments(model_path=str(work / "base"), train_file=str(work / "train.jsonl"), output_dir=str(out),
+                          max_seq_len=seq_len, global_batch_size=batch * processes, per_device_batch_size=batch,
+                          epochs=1, learning_rate=1e-3, zero_stage=2, checkpoint_every=10**6)
+    with open(work / "itlab.log", "w") as log:
+        assert launch(args, processes, log=log) == 0, (work / "itlab.log").read_text()[-2000:]
+    steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    # every step, the first (warm-up) one included, as HF's train_runtime includes its own
+    tokens = sum(s["tokens"] for s in steps)
+    seconds = sum(s["tokens"] / s["tokens_per_s"] for s in steps)
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "steps": len(steps)}
+
+
+HF_WORKER = r'''
+import json, sys, time, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, DataCollatorForSeq2Seq
+from datasets import Dataset
+sys.path.insert(0, sys.argv[1])
+from itlab import data, io
+work, batch = sys.argv[2], int(sys.argv[3])
+tok = AutoTokenizer.from_pretrained(work + "/base")
+rows = [dict(zip(("input_ids", "labels"), data.tokenize_example(tok, r, chat=True))) for r in io.read_jsonl(work + "/train.jsonl")]
+for r in rows: r["attention_mask"] = [1] * len(r["input_ids"])
+ds = Dataset.from_list(rows)
+model = AutoModelForCausalLM.from_pretrained(work + "/base")
+args = TrainingArguments(output_dir=work + "/hf", per_device_train_batch_size=batch, num_train_epochs=1,
+                         learning_rate=1e-3, use_cpu=not torch.cuda.is_available(), report_to=[], save_strategy="no",
+                         logging_steps=10**6, disable_tqdm=True, dataloader_drop_last=False)
+trainer = Trainer(model=model, args=args, train_dataset=ds, data_collator=DataCollatorForSeq2Seq(tok, padding=True))
+out = trainer.train()
+if trainer.is_world_process_zero():
+    tokens = sum(len(r["input_ids"]) for r in rows)
+    json.dump({"tokens": tokens, "seconds": out.metrics["train_runtime"], "tokens_per_s": tokens / out.metrics["train_runtime"]},
+              open(work + "/hf.json", "w"))
+'''
+
+
+def run_hf_trainer(work: Path, processes: int, batch: int) -> dict:
+    script = work / "hf_worker.py"
+    script.write_text(HF_WORKER)
+    env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONPATH=str(ROOT))
+    with open(work / "hf.log", "w") as log:
+        code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                f"--nproc_per_node={processes}", str(script), str(ROOT), str(work), str(batch)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    assert code == 0, (work / "hf.log").read_text()[-3000:]
+    return json.loads((work / "hf.json").read_text())
+
+
+def gpu_mfu(work: Path) -> dict:
+    """~1.1B Llama (hidden 2048, 22 layers), random init, bf16, one GPU, 2048-token packed rows."""
+    from itlab import models
+    from itlab.train.args import TrainArguments
+    from itlab.train.launch import launch
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(work / "base")
+    model = models.build_model("llama", {"hidden_size": 2048, "num_layers": 22, "num_heads": 16,
+                                         "intermediate_size": 5632, "max_position_embeddings": 2048}, tok, seed=0)
+    model.save_pretrained(work / "big")
+    tok.save_pretrained(work / "big")
+    # long synthetic documents: the lm objective packs them into full 2048-token rows
+    text = (work / "train.jsonl").read_text().replace("\n", " ")
+    (work / "corpus.txt").write_text("\n\x1e\n".join([text] * 8))
+    args = TrainArguments(model_path=str(work / "big"), train_file=str(work / "corpus.txt"), output_dir=str(work / "gpu"),
+                          objective="lm", max_seq_len=2048, global_batch_size=8, per_device_batch_size=8, max_steps=30,
+                          bf16=True, zero_stage=0, learning_rate=1e-4, checkpoint_every=10**6)
+    with open(work / "gpu.log", "w") as log:
+        assert launch(args, 1, device="cuda", log=log) == 0, (work / "gpu.log").read_text()[-2000:]
+    steps = [json.loads(l) for l in (work / "gpu" / "metrics.jsonl").read_text().splitlines()][5:]
+    return {"mfu": sum(s["mfu"] for s in steps) / len(steps), "tokens_per_s": sum(s["tokens_per_s"] for s in steps) / len(steps)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--examples", type=int, default=1500)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8, help="rows per process and step (packed rows vs padded examples)")
+    ap.add_argument("--seq-len", type=int, default=256, help="packed row length of the itlab loop")
+    ap.add_argument("--gpu", action="store_true", help="also measure MFU of a 1.1B Llama in bf16")
+    opt = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="itlab-bench-") as tmp:
+        work = Path(tmp)
+        make_data(work, opt.examples, opt.hidden, opt.layers)
+        t0 = time.time()
+        ours = run_itlab(work, opt.processes, opt.seq_len, opt.batch)
+        hf = run_hf_trainer(work, opt.processes, opt.batch)
+        print(f"data: {opt.examples} instruction examples; llama hidden {opt.hidden} x {opt.layers} layers; "
+              f"{opt.processes} processes; wall {time.time() - t0:.0f}s")
+        print(f"itlab tune_model (packing {opt.seq_len}, DeepSpeed ZeRO-2): {ours['tokens_per_s']:.0f} useful tokens/s")
+        print(f"HF Trainer (padding per batch of {opt.batch}):            {hf['tokens_per_s']:.0f} useful tokens/s")
+        print(f"ratio itlab / HF Trainer: {ours['tokens_per_s'] / hf['tokens_per_s']:.2f}x")
+        if opt.gpu:
+            g = gpu_mfu(work)
+            print(f"GPU: 1.1B Llama bf16: {g['tokens_per_s']:.0f} tokens/s, MFU {g['mfu']:.1%}")
+
+
+if __name__ == "__main__":
+    main()
