@@ -98,6 +98,7 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
             _check_names(mix["clusters"], clusters, f"{key}.clusters", "a cluster")
         _check_names(mix["exclude_clusters"], clusters, f"{key}.exclude_clusters", "a cluster")
         _check_names(mix["exclude_tasks"], all_tasks, f"{key}.exclude_tasks", "a task")
+        _check_names(list(mix.get("task_counts", {})), all_tasks, f"{key}.task_counts", "a task")
         from itlab.data import mixture_tasks
 
         members = mixture_tasks(mix, {t: task_registry.get(t).cluster for t in synthetic}
@@ -159,12 +160,55 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
     if "scaling" in studies:
         s = studies["scaling"]
         _check_names(s["tasks"], all_tasks, "studies.scaling.tasks", "a task of data.tasks")
-        biggest = max(s["train_sizes"])
-        _require(biggest <= data["splits"]["train"] or bool(data["hub_tasks"]), "studies.scaling.train_sizes",
-                 f"largest size {biggest} exceeds data.splits.train {data['splits']['train']}")
+        sizes = s["train_sizes"]
+        if isinstance(sizes, dict):
+            _check_names(list(sizes), s["tasks"], "studies.scaling.train_sizes", "a task of studies.scaling.tasks")
+            for t in s["tasks"]:
+                _require(t in sizes, f"studies.scaling.train_sizes.{t}", "missing: every task needs its sizes")
+        for t in s["tasks"]:
+            if t in synthetic:
+                biggest = max(sizes[t] if isinstance(sizes, dict) else sizes)
+                _require(biggest <= data["splits"]["train"], "studies.scaling.train_sizes",
+                         f"largest size {biggest} for {t} exceeds data.splits.train {data['splits']['train']}")
+        for size, recipe in s["recipe_by_size"].items():
+            _require(recipe in cfg["recipes"], f"studies.scaling.recipe_by_size.{size}", f"{recipe!r} is not under recipes")
+    for name, h in data["hub_tasks"].items():
+        _require("dataset" in h or "lm_eval_task" in h, f"data.hub_tasks.{name}", "needs a dataset or an lm_eval_task")
+        _require("dataset" in h or h["heldout"], f"data.hub_tasks.{name}.heldout",
+                 "an evaluation-only task (no dataset) must be held out of every mixture")
     if "diversity" in studies:
         s = studies["diversity"]
+        _require(("examples_per_rule" in s) != ("total_examples" in s), "studies.diversity.examples_per_rule",
+                 "give exactly one of examples_per_rule and total_examples")
+        if "code_arm" in s:
+            c = s["code_arm"]
+            _check_names(c["mixtures"], data["mixtures"], "studies.diversity.code_arm.mixtures", "a mixture under data.mixtures")
+            _check_names(c["base_models"], bases, "studies.diversity.code_arm.base_models", "a base model id")
+            _check_names(c["eval_tasks"], all_tasks, "studies.diversity.code_arm.eval_tasks", "a task")
+            _require(c["recipe"] in cfg["recipes"], "studies.diversity.code_arm.recipe", f"{c['recipe']!r} is not under recipes")
         _require(s["base_model"] in bases, "studies.diversity.base_model", f"{s['base_model']!r} is not a base model id (known: {', '.join(bases)})")
         _require(s["recipe"] in cfg["recipes"], "studies.diversity.recipe", f"{s['recipe']!r} is not under recipes")
         for k in ("x_len", "y_len", "z_len"):
             _require(s[k][0] <= s[k][1], f"studies.diversity.{k}", f"{s[k]} is not an increasing range")
+
+    _check_runs(cfg)
+
+
+def _check_runs(cfg: dict) -> None:
+    """Every tuning run's global batch must split over its processes (caught at dry-run, not
+    hours into a queue)."""
+    from itlab.grid import Grid, tune_arguments, tune_launch
+    from itlab.train.args import accumulation_steps
+
+    grid = Grid(cfg)
+    for run_id, run in grid.runs.items():
+        args, launch = tune_arguments(grid, run_id), tune_launch(grid, run_id)
+        world = launch["processes"] * launch["nodes"]
+        micro = min(args["per_device_batch_size"], max(1, args["global_batch_size"] // world))
+        try:
+            accumulation_steps(args["global_batch_size"], micro, world)
+        except ValueError as err:
+            key = f"recipes.{run.recipe}." + ("batch_size_by_examples" if "batch_size_by_examples" in cfg["recipes"][run.recipe]
+                                               else "global_batch_size")
+            raise ConfigError(key, f"run {run_id}: {err} ({launch['nodes']} node(s) x {launch['processes']} processes)") from None
+

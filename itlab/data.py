@@ -73,7 +73,9 @@ def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None) -
 
 # ---- mixtures -------------------------------------------------------------------------
 def mixture_tasks(mix: dict, task_clusters: dict[str, str], heldout: set[str]) -> list[str]:
-    """Tasks of a mixture: its clusters, minus exclusions, never a held-out task."""
+    """Tasks of a mixture: its clusters (or its task_counts), minus exclusions, never a held-out task."""
+    if mix.get("task_counts"):
+        return sorted(t for t in mix["task_counts"] if t not in heldout)
     return sorted(
         t for t, c in task_clusters.items()
         if (mix["clusters"] == "all" or c in mix["clusters"])
@@ -95,7 +97,10 @@ def mixture_counts(available: dict[str, int], cap: int, total: int | None, seed=
 
 
 def build_mixture(train: dict[str, list[dict]], mix: dict, seed: int, name: str) -> list[dict]:
-    counts = mixture_counts({t: len(r) for t, r in train.items()}, mix["cap"], mix.get("total"))
+    if mix.get("task_counts"):
+        counts = {t: min(len(train[t]), mix["task_counts"].get(t, 0)) for t in train}
+    else:
+        counts = mixture_counts({t: len(r) for t, r in train.items()}, mix["cap"], mix.get("total"))
     rng = rng_for("mixture", name, seed)
     out = []
     for t in sorted(train):

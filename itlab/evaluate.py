@@ -52,7 +52,7 @@ def task_yaml(task: str, condition: str, files: dict, k_shot: int, max_new_token
 
 def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_shot: int, batch_size: int,
         max_new_tokens: int, max_items: int, out_dir: str | Path, trust_remote_code: bool = False,
-        lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu"):
+        lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu", allow_code_execution: bool = False):
     """Evaluate one model on (task, condition) pairs; write samples.jsonl and return a score table."""
     import pandas as pd
 
@@ -89,7 +89,8 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
                                           limit=max_items, log_samples=True, apply_chat_template=chat,
                                           fewshot_as_multiturn=chat and any(CONDITIONS[c][1] for _, c in group),
                                           random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                          fewshot_random_seed=0, bootstrap_iters=0)
+                                          fewshot_random_seed=0, bootstrap_iters=0,
+                                          confirm_run_unsafe_code=allow_code_execution)
             for task, cond in group:
                 name = names[(task, cond)]
                 result = res["results"][name]
@@ -97,7 +98,9 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
                 for key, value in result.items():
                     if "," not in key or "stderr" in key or not isinstance(value, (int, float)):
                         continue
-                    rows.append({"task": task, "condition": cond, "metric": key.split(",")[0],
+                    name, filt = key.split(",", 1)
+                    metric = name if filt in ("none", "strip") else key  # e.g. gsm8k's exact_match,flexible-extract
+                    rows.append({"task": task, "condition": cond, "metric": metric,
                                  "score": float(value), "n": int(n)})
                 for s in res["samples"].get(name, []):
                     samples.append({"task": task, "condition": cond, "doc_id": s["doc_id"],

@@ -62,6 +62,20 @@ class EvalJob:
     k_shot: int = 0
 
 
+def diversity_cells(study: dict) -> list[tuple[int, int, int]]:
+    """(I, S, seed) of study B: the I x S product, or S = total_examples / I."""
+    if "total_examples" in study:
+        pairs = [(i, max(1, study["total_examples"] // i)) for i in study["num_rules"]]
+    else:
+        pairs = list(itertools.product(study["num_rules"], study["examples_per_rule"]))
+    return [(i, s, seed) for (i, s), seed in itertools.product(pairs, study["seeds"])]
+
+
+def scaling_sizes(study: dict, task: str) -> list[int]:
+    sizes = study["train_sizes"]
+    return sorted(sizes[task] if isinstance(sizes, dict) else sizes)
+
+
 def base_model_ids(cfg: dict) -> list[str]:
     return [f"{fam}-{size}" for fam, sizes in cfg["base_models"].items() for size in sizes]
 
@@ -153,18 +167,26 @@ class Grid:
 
     def _expand_scaling(self, s):
         bases = _selected(s["base_models"], self.base_models)
-        for base, task, n, seed in itertools.product(bases, s["tasks"], s["train_sizes"], s["seeds"]):
-            ts = TrainSet(f"sub-{task}-n{n}", "subset", (("n", n), ("task", task)))
-            run = self._add_run(base, ts, s["recipe"], seed, "scaling", train_task=task, train_size=n)
-            self._add_eval(f"tuned/{run.id}", [(task, "tuned_zero_shot")])
+        for base, task, seed in itertools.product(bases, s["tasks"], s["seeds"]):
+            recipe = s["recipe_by_size"].get(self.base_models[base].size, s["recipe"])
+            for n in scaling_sizes(s, task):
+                ts = TrainSet(f"sub-{task}-n{n}", "subset", (("n", n), ("task", task)))
+                run = self._add_run(base, ts, recipe, seed, "scaling", train_task=task, train_size=n)
+                self._add_eval(f"tuned/{run.id}", [(task, "tuned_zero_shot")])
 
     def _expand_diversity(self, s):
-        for rules, per_rule, seed in itertools.product(s["num_rules"], s["examples_per_rule"], s["seeds"]):
+        for rules, per_rule, seed in diversity_cells(s):
             cell = f"markov-I{rules}-S{per_rule}"
             ts = TrainSet(cell, "markov", (("examples_per_rule", per_rule), ("num_rules", rules)))
             run = self._add_run(s["base_model"], ts, s["recipe"], seed, "diversity",
                                 num_rules=rules, examples_per_rule=per_rule)
             self._add_eval(f"tuned/{run.id}", [(cell, "tuned_zero_shot")])
+        if "code_arm" in s:
+            c = s["code_arm"]
+            for base, mix, seed in itertools.product(c["base_models"], c["mixtures"], c["seeds"]):
+                ts = TrainSet(f"mix-{mix}", "mixture", (("mixture", mix),))
+                run = self._add_run(base, ts, c["recipe"], seed, "diversity", mixture=mix)
+                self._add_eval(f"tuned/{run.id}", [(t, "tuned_zero_shot") for t in c["eval_tasks"]])
 
     # ---- paths -----------------------------------------------------------------------
     def task_split(self, task: str, split: str) -> str:
@@ -273,10 +295,17 @@ def tune_arguments(grid: Grid, run_id: str) -> dict:
 
 
 def tune_launch(grid: Grid, run_id: str) -> dict:
-    """Processes and nodes of a tuning job (one process per GPU, or gloo CPU processes)."""
+    """Processes and nodes of a tuning job (one process per GPU, or gloo CPU processes).
+
+    A single-node run whose global batch is smaller than processes x per-device batch (study
+    E's batch of 2 for <= 100 examples) runs on fewer processes, and asks for fewer GPUs.
+    """
     size = _size(grid.cfg, grid.base_models[grid.runs[run_id].base])
     res = size["resources"]
     processes = res["gpus"] if grid.cfg["device"] == "cuda" and res["gpus"] else size["tune"]["processes"]
+    if res["nodes"] == 1:
+        args = tune_arguments(grid, run_id)
+        processes = max(1, min(processes, args["global_batch_size"] // args["per_device_batch_size"]))
     return {"processes": processes, "nodes": res["nodes"], "device": grid.cfg["device"]}
 
 
@@ -290,7 +319,7 @@ def tune_resources(grid: Grid, run_id: str) -> dict:
     # `tasks` resource: for GPU jobs the plugin turns it into --ntasks-per-gpu, which would
     # start a launcher per GPU.
     if res["gpus"] and res["nodes"] == 1:
-        out["gpu"] = res["gpus"]
+        out["gpu"] = launch["processes"]
         if "gpu_model" in res:
             out["gpu_model"] = res["gpu_model"]
     elif res["gpus"]:  # several nodes: --gres is per node, --gpus would be a job total

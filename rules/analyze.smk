@@ -48,3 +48,66 @@ rule analyze_inherent_limits:
         seed=config["seed"],
     script:
         "../scripts/analyze_inherent_limits.py"
+
+
+rule analyze_scaling:
+    input:
+        table=f"{R}/tables/scores.tsv",
+    output:
+        summary=report(
+            f"{R}/studies/scaling/summary.md",
+            caption="../report/scaling.rst",
+            category="Study E: scaling",
+        ),
+        fits=report(
+            f"{R}/studies/scaling/fits.tsv",
+            caption="../report/scaling.rst",
+            category="Study E: scaling",
+        ),
+        points=f"{R}/studies/scaling/points.tsv",
+        figure=report(
+            f"{R}/studies/scaling/scaling.png",
+            caption="../report/scaling.rst",
+            category="Study E: scaling",
+        ),
+    log:
+        f"{R}/logs/analyze_scaling.log",
+    conda:
+        f"{ENVS}/analysis.yaml"
+    params:
+        study=config["studies"].get("scaling", {}),
+    script:
+        "../scripts/analyze_scaling.py"
+
+
+rule analyze_diversity:
+    input:
+        table=f"{R}/tables/scores.tsv",
+        samples=list(diversity_samples().values()),
+    output:
+        summary=report(
+            f"{R}/studies/diversity/summary.md",
+            caption="../report/diversity.rst",
+            category="Study B: diversity",
+        ),
+        cells=f"{R}/studies/diversity/cells.tsv",
+        switch=f"{R}/studies/diversity/switch.tsv",
+        heatmap=report(
+            f"{R}/studies/diversity/heatmap.png",
+            caption="../report/diversity.rst",
+            category="Study B: diversity",
+        ),
+        curve=report(
+            f"{R}/studies/diversity/switch.png",
+            caption="../report/diversity.rst",
+            category="Study B: diversity",
+        ),
+    log:
+        f"{R}/logs/analyze_diversity.log",
+    conda:
+        f"{ENVS}/analysis.yaml"
+    params:
+        models=list(diversity_samples()),
+        metadata=model_metadata(),
+    script:
+        "../scripts/analyze_diversity.py"

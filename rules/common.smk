@@ -5,11 +5,13 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from itlab.config import validate as validate_config  # noqa: E402
+from itlab.data import mixture_tasks  # noqa: E402
 from itlab.grid import (  # noqa: E402
     Grid,
     all_tasks,
     heldout_tasks,
     pretrain_arguments,
+    scaling_sizes,
     synthetic_tasks,
     task_cluster,
     tune_arguments,
@@ -52,14 +54,6 @@ def task_files(tasks=None):
     ]
 
 
-def hub_task_files():
-    return [
-        GRID.task_split(t, s)
-        for t in config["data"]["hub_tasks"]
-        for s in ("train", "test")
-    ]
-
-
 def final_outputs():
     studies = config["studies"]
     out = []
@@ -73,8 +67,14 @@ def final_outputs():
 
 
 # ---- input functions -------------------------------------------------------------------
+def mixture_members(mixture):
+    clusters = {t: task_cluster(config, t) for t in all_tasks(config)}
+    spec = config["data"]["mixtures"][mixture]
+    return mixture_tasks(spec, clusters, heldout_tasks(config))
+
+
 def mixture_inputs(wildcards):
-    return [GRID.task_split(t, "train") for t in all_tasks(config)]
+    return [GRID.task_split(t, "train") for t in mixture_members(wildcards.mixture)]
 
 
 def pretrain_inputs(wildcards):
@@ -108,9 +108,18 @@ def eval_job(wildcards):
     return GRID.evals[wildcards.model]
 
 
+def lm_eval_task(task):
+    return config["data"]["hub_tasks"].get(task, {}).get("lm_eval_task")
+
+
 def eval_inputs(wildcards):
     job = eval_job(wildcards)
-    files = [f for t, _ in sorted(job.items) for f in GRID.eval_task_files(t).values()]
+    files = [
+        f
+        for t, _ in sorted(job.items)
+        if not lm_eval_task(t)
+        for f in GRID.eval_task_files(t).values()
+    ]
     return {"model": GRID.model_done(job.model), "data": sorted(set(files))}
 
 
@@ -131,6 +140,14 @@ def eval_params(wildcards):
             if "lm_eval_task" in hub.get(t, {})
         },
         **config["evaluation"],
+    }
+
+
+def diversity_samples(wildcards=None):
+    return {
+        m: f"{R}/eval/{m}/samples.jsonl"
+        for m in sorted(GRID.evals)
+        if GRID.model_meta(m).get("study") == "diversity"
     }
 
 

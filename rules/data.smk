@@ -26,7 +26,10 @@ rule download_task:
     log:
         f"{R}/logs/download_task/{{task}}.log",
     wildcard_constraints:
-        task="|".join(config["data"]["hub_tasks"]) or "(?!)",
+        task="|".join(
+            t for t, h in config["data"]["hub_tasks"].items() if "dataset" in h
+        )
+        or "(?!)",
     conda:
         f"{ENVS}/data.yaml"
     params:
@@ -83,7 +86,9 @@ rule build_subset:
     conda:
         f"{ENVS}/data.yaml"
     params:
-        sizes=config["studies"].get("scaling", {}).get("train_sizes", []),
+        sizes=lambda wildcards: scaling_sizes(
+            config["studies"]["scaling"], wildcards.task
+        ),
         seed=config["seed"],
     script:
         "../scripts/build_subset.py"

@@ -15,6 +15,7 @@ with logged(snakemake):  # noqa: F821
     scores = run(s["model_dir"], [tuple(i) for i in s["items"]], s["files"], s["k_shot"], s["batch_size"],
                  s["max_new_tokens"], s["max_items_per_task"], snakemake.output.scores.rsplit("/", 1)[0],  # noqa: F821
                  trust_remote_code=snakemake.params.trust_remote_code,  # noqa: F821
-                 lm_eval_tasks=s["lm_eval_tasks"], device="cuda" if snakemake.params.device == "cuda" else "cpu")  # noqa: F821
+                 lm_eval_tasks=s["lm_eval_tasks"], allow_code_execution=s["allow_code_execution"],
+                 device="cuda" if snakemake.params.device == "cuda" else "cpu")  # noqa: F821
     write_table(snakemake.output.scores, scores)  # noqa: F821
     print(scores.to_string())

@@ -100,3 +100,58 @@ def test_changing_the_recipe_reruns_tuning_only_downstream(tiny_run, tmp_path):
     jobs = _dry_run("--configfile", str(write_config(tmp_path, changed)))
     assert jobs["tune_model"] == 4 and jobs["evaluate_model"] == 4  # tuned models only
     assert "pretrain_model" not in jobs and "build_mixture" not in jobs
+
+
+def _yaml(path):
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+def test_scaling_paper_grid_lists_the_full_grid(tmp_path):
+    cfg = _yaml("experiments/scaling.yaml")
+    s = cfg["studies"]["scaling"]
+    n_bases = sum(len(v) for v in cfg["base_models"].values())
+    expected = n_bases * sum(len(s["train_sizes"][t]) for t in s["tasks"]) * len(s["seeds"])
+    jobs = _dry_run("--configfile", "experiments/scaling.yaml", results=tmp_path)
+    assert jobs["tune_model"] == expected == 204
+    assert jobs["evaluate_model"] == expected and jobs["analyze_scaling"] == 1
+    assert jobs["build_subset"] == sum(len(v) for v in s["train_sizes"].values())
+
+
+def test_diversity_paper_grid_lists_the_full_grid(tmp_path):
+    cfg = _yaml("experiments/diversity.yaml")
+    s = cfg["studies"]["diversity"]
+    code = s["code_arm"]
+    expected = len(s["num_rules"]) * len(s["seeds"]) + len(code["base_models"]) * len(code["mixtures"]) * len(code["seeds"])
+    jobs = _dry_run("--configfile", "experiments/diversity.yaml", results=tmp_path)
+    assert jobs["tune_model"] == expected == 17
+    assert jobs["synthesize_markov"] == len(s["num_rules"])
+    assert jobs["pretrain_model"] == 1  # the from-scratch GPT-2 is initialised once, trained per cell
+
+
+@pytest.mark.parametrize("path,tune", [("experiments/embedded-scaling.yaml", 24), ("experiments/embedded-diversity.yaml", 12)])
+def test_embedded_study_configs_dry_run(tmp_path, path, tune):
+    jobs = _dry_run("--configfile", path, results=tmp_path)
+    assert jobs["tune_model"] == tune
+
+
+def test_small_data_runs_use_fewer_gpus():
+    """Study E's batch of 2 for <= 100 examples cannot be split over 8 GPUs: such runs use and
+    ask for 2; multi-node runs ask --gres per node."""
+    from itlab.config import validate
+    from itlab.grid import Grid, tune_launch, tune_resources
+
+    grid = Grid(validate(_yaml("experiments/scaling.yaml")))
+    small, big = "llama3-8b__sub-gsm8k-n10__full__seed-1", "llama3-8b__sub-gsm8k-n7400__full__seed-1"
+    assert tune_launch(grid, small)["processes"] == 2 and tune_resources(grid, small)["gpu"] == 2
+    assert tune_launch(grid, big)["processes"] == 8 and tune_resources(grid, big)["gpu"] == 8
+    multi = tune_resources(grid, "llama3-70b__sub-gsm8k-n7400__full-70b__seed-1")
+    assert multi["nodes"] == 4 and multi["gres"] == "gpu:a100:8" and "gpu" not in multi
+
+
+def test_infeasible_batch_is_a_config_error():
+    from itlab.config import ConfigError, validate
+
+    cfg = _yaml("experiments/scaling.yaml")
+    cfg["recipes"]["full-70b"]["batch_size_by_examples"] = [[100, 16], [1000, 32], [1000000000, 128]]
+    with pytest.raises(ConfigError, match="recipes.full-70b.batch_size_by_examples"):
+        validate(cfg)
