@@ -18,6 +18,16 @@ import yaml
 from itlab.grid import CONDITIONS
 
 
+PROCESS_RESULTS = "itlab_metrics.process_results"  # written as a !function tag
+METRICS_MODULE = "from itlab.metrics import process_results  # noqa: F401\n"
+
+
+def _dump(spec: dict) -> str:
+    """YAML text of a task, with process_results as lm-eval's !function tag."""
+    text = yaml.safe_dump(spec, sort_keys=False)
+    return text.replace(f"process_results: {PROCESS_RESULTS}", f"process_results: !function {PROCESS_RESULTS}")
+
+
 def task_name(task: str, condition: str) -> str:
     return f"itlab__{task}__{condition}"
 
@@ -43,8 +53,10 @@ def task_yaml(task: str, condition: str, files: dict, k_shot: int, max_new_token
         "fewshot_config": {"sampler": "first_n"},
         "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": max_new_tokens},
         "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
-        "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                         "ignore_case": True, "ignore_punctuation": False}],
+        # exact match, token F1 and ROUGE-L per document (itlab.metrics via METRICS_MODULE)
+        "process_results": PROCESS_RESULTS,
+        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
+                        for m in ("exact_match", "f1", "rouge_l")],
         "metadata": {"version": 1.0},
     }
     return spec
@@ -70,12 +82,13 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
         from lm_eval.tasks import TaskManager
 
         names = {}
+        (work / "itlab_metrics.py").write_text(METRICS_MODULE)
         for task, cond in items:
             if task in lm_eval_tasks:  # paper scale: an lm-eval task of the harness itself
                 names[(task, cond)] = lm_eval_tasks[task]
                 continue
             spec = task_yaml(task, cond, files[task], k_shot, max_new_tokens)
-            (work / f"{spec['task']}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+            (work / f"{spec['task']}.yaml").write_text(_dump(spec))
             names[(task, cond)] = spec["task"]
         manager = TaskManager(include_path=str(work), include_defaults=bool(lm_eval_tasks))
         lm = HFLM(pretrained=model_dir, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code,
@@ -98,15 +111,16 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
                 for key, value in result.items():
                     if "," not in key or "stderr" in key or not isinstance(value, (int, float)):
                         continue
-                    name, filt = key.split(",", 1)
-                    metric = name if filt in ("none", "strip") else key  # e.g. gsm8k's exact_match,flexible-extract
+                    metric_name, filt = key.split(",", 1)
+                    metric = metric_name if filt in ("none", "strip") else key  # e.g. gsm8k's exact_match,flexible-extract
                     rows.append({"task": task, "condition": cond, "metric": metric,
                                  "score": float(value), "n": int(n)})
                 for s in res["samples"].get(name, []):
                     samples.append({"task": task, "condition": cond, "doc_id": s["doc_id"],
                                     "id": s["doc"].get("id"), "target": s["target"],
                                     "response": s["filtered_resps"][0] if s["filtered_resps"] else "",
-                                    "exact_match": s.get("exact_match"), "inputs": s["doc"].get("inputs")})
+                                    "exact_match": s.get("exact_match"), "f1": s.get("f1"), "rouge_l": s.get("rouge_l"),
+                                    "inputs": s["doc"].get("inputs")})
         from itlab.io import write_jsonl
 
         write_jsonl(out_dir / "samples.jsonl", samples)

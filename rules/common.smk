@@ -1,5 +1,6 @@
 # Config loading and validation, the grid, path helpers and every input function.
 import json
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)
@@ -47,6 +48,15 @@ def built_base_models():
     return [b for b, m in GRID.base_models.items() if m.source == "build"]
 
 
+def pretrained_base_models():
+    """Built models with a pretraining budget: the ladder of the pretraining report."""
+    return [
+        b
+        for b in built_base_models()
+        if config["sizes"][GRID.base_models[b].size]["pretrain_tokens"] > 0
+    ]
+
+
 def task_files(tasks=None):
     tasks = synthetic_tasks(config) if tasks is None else tasks
     return [
@@ -57,7 +67,7 @@ def task_files(tasks=None):
 def final_outputs():
     studies = config["studies"]
     out = []
-    if built_base_models():
+    if pretrained_base_models():
         out += [f"{R}/reports/pretraining.tsv", f"{R}/reports/pretraining.png"]
     if GRID.evals:
         out.append(f"{R}/tables/scores.tsv")
@@ -163,3 +173,13 @@ def model_metadata():
         "clusters": clusters,
         "heldout": sorted(heldout_tasks(config)),
     }
+
+
+def print_summaries():
+    """After a successful run, say where the results are."""
+    for study in config["studies"]:
+        path = f"{R}/studies/{study}/summary.md"
+        if os.path.exists(path):
+            print(f"itlab: {study} summary: {path}")
+    if os.path.exists(f"{R}/tables/scores.tsv"):
+        print(f"itlab: results table: {R}/tables/scores.tsv")

@@ -45,7 +45,7 @@ rule pretrain_model:
 
 rule report_pretraining:
     input:
-        done=expand(f"{R}/base/{{base}}/DONE.json", base=built_base_models()),
+        done=expand(f"{R}/base/{{base}}/DONE.json", base=pretrained_base_models()),
     output:
         table=report(
             f"{R}/reports/pretraining.tsv",
@@ -62,6 +62,6 @@ rule report_pretraining:
     conda:
         f"{ENVS}/analysis.yaml"
     params:
-        bases=built_base_models(),
+        bases=pretrained_base_models(),
     script:
         "../scripts/report_pretraining.py"

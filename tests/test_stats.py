@@ -151,3 +151,8 @@ def test_switch_point_matches_independent_newton_fit():
 def test_switch_point_degenerate_inputs():
     assert np.isnan(logistic_switch([10, 20, 30], [0, 0, 0])["switch"])
     assert "no variation" in logistic_switch([10, 10], [0, 1])["note"]
+
+
+def test_power_law_constant_scores_have_no_fit():
+    r = fit([8, 16, 32, 64], floor_zeros([0, 0, 0, 0], 100))
+    assert np.isnan(r["b"]) and "constant" in r["note"]

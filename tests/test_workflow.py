@@ -4,6 +4,7 @@ and partial reruns after a change."""
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -155,3 +156,38 @@ def test_infeasible_batch_is_a_config_error():
     cfg["recipes"]["full-70b"]["batch_size_by_examples"] = [[100, 16], [1000, 32], [1000000000, 128]]
     with pytest.raises(ConfigError, match="recipes.full-70b.batch_size_by_examples"):
         validate(cfg)
+
+
+@pytest.mark.slow
+def test_studies_e_and_b_run_end_to_end_in_one_config(tmp_path):
+    cfg = yaml.safe_load((ROOT / "tests/configs/tiny-eb.yaml").read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = write_config(tmp_path, cfg)
+    res = snakemake("--cores", "2", "--configfile", str(path), timeout=900)
+    assert res.returncode == 0, res.stderr[-5000:]
+    root = tmp_path / "results/studies"
+    fits = pd.read_csv(root / "scaling/fits.tsv", sep="\t")
+    assert list(fits.task) == ["first_last"] and fits.n_points.iloc[0] == 4
+    points = pd.read_csv(root / "scaling/points.tsv", sep="\t")
+    assert sorted(points.train_size) == [8, 16, 32, 64]
+    cells = pd.read_csv(root / "diversity/cells.tsv", sep="\t")
+    assert sorted(cells.num_rules) == [4, 16, 64] and (cells.n == 20).all()  # max_items_per_task caps 40
+    for f in ("scaling/scaling.png", "diversity/heatmap.png", "diversity/switch.png", "diversity/summary.md"):
+        assert (root / f).stat().st_size > 0
+    # training sets: nested subsets, and Markov test rules never seen in training
+    subsets = {n: {json.loads(l)["id"] for l in (tmp_path / f"results/data/trainsets/sub-first_last-n{n}.jsonl").open()}
+               for n in (8, 16, 32, 64)}
+    assert subsets[8] < subsets[16] < subsets[32] < subsets[64]
+    cell = tmp_path / "results/data/markov/markov-I64-S4"
+    train_rules = {json.loads(l)["rule"] for l in (cell / "train.jsonl").open()}
+    assert len(train_rules) == 64 and not train_rules & {json.loads(l)["rule"] for l in (cell / "test.jsonl").open()}
+
+
+def test_lint_and_format():
+    res = snakemake("--lint", "--config", "results_dir=/tmp/itlab-lint")
+    assert res.returncode == 0 and "Congratulations" in res.stdout + res.stderr, res.stdout[-3000:]
+    import subprocess
+    import sys
+    fmt = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "Snakefile", "rules/"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr

@@ -66,10 +66,10 @@ def summary(p: pd.DataFrame, f: pd.DataFrame, zero_floor: float) -> str:
              f"{p.base_model.nunique()} base models x {p.task.nunique()} tasks x "
              f"{p.train_size.nunique()} nested training-set sizes ({', '.join(map(str, sorted(p.train_size.unique())))}); "
              f"least squares on log P vs log D; scores of 0 raised to {zero_floor}/n_test before taking logs.", "",
-             "| base model | task | a | 95% CI | b | 95% CI | R^2 | zeros |", "|---|---|---|---|---|---|---|---|"]
+             "| base model | task | a | 95% CI | b | 95% CI | R^2 | zeros | note |", "|---|---|---|---|---|---|---|---|---|"]
     for r in f.itertuples():
         lines.append(f"| {r.base_model} | {r.task} | {r.a:.3g} | {ci(r.a_low, r.a_high)} | {r.b:.3g} | "
-                     f"{ci(r.b_low, r.b_high)} | {r.r2:.2f} | {r.zeros} |")
+                     f"{ci(r.b_low, r.b_high)} | {r.r2:.2f} | {r.zeros} | {r.note} |")
     lines += ["", "## The paper's Table 7 (scores in %, so a is on a 0-100 scale)", "",
               PAPER_TABLE7.to_markdown(index=False), "",
               "Scores here are fractions (0-1): compare b (the exponent) directly, and a x 100 with the paper's a.",

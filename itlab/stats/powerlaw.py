@@ -21,8 +21,12 @@ def fit(train_sizes, scores, level: float = 0.95) -> dict:
     if (P <= 0).any():
         raise ValueError("scores must be positive: apply floor_zeros first")
     out = {"n_points": len(D), "a": np.nan, "a_low": np.nan, "a_high": np.nan, "b": np.nan, "b_low": np.nan,
-           "b_high": np.nan, "slope": np.nan, "slope_low": np.nan, "slope_high": np.nan, "r2": np.nan}
+           "b_high": np.nan, "slope": np.nan, "slope_low": np.nan, "slope_high": np.nan, "r2": np.nan, "note": ""}
     if len(D) < 3 or np.ptp(np.log(D)) == 0:
+        out["note"] = "fewer than 3 distinct sizes"
+        return out
+    if np.ptp(np.log(P)) == 0:
+        out["note"] = "constant scores (e.g. all 0): no power law to fit"
         return out
     model = sm.OLS(np.log(P), sm.add_constant(np.log(D))).fit()
     ci = np.asarray(model.conf_int(alpha=1 - level))  # rows: const, log D; columns: low, high

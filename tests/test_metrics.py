@@ -1,0 +1,53 @@
+"""Generation metrics, and the generated lm-eval tasks scoring a real model."""
+
+import pytest
+
+from itlab.metrics import exact_match, normalize, rouge_l, token_f1
+
+
+def test_exact_match():
+    assert exact_match(" Yes", "yes") == 1.0 and exact_match("yes.", "yes") == 0.0
+
+
+def test_token_f1_hand_computed():
+    # pred tokens: cat sat mat ; gold: cat sat on mat -> common 3, P = 1, R = 3/4 -> F1 = 6/7
+    assert token_f1("The cat sat, the mat!", "a cat sat on the mat") == pytest.approx(6 / 7)
+    assert token_f1("dog", "cat") == 0.0 and token_f1("", "") == 1.0
+    assert normalize("The  Cat's hat.") == "cats hat"
+
+
+def test_rouge_l_hand_computed():
+    # LCS("police killed the gunman", "police kill the gunman") = police the gunman = 3 -> P = R = 3/4
+    assert rouge_l("police killed the gunman", "police kill the gunman") == pytest.approx(0.75)
+    # LCS of "a b c d" and "a c b d" = 3 (a b d or a c d): P = R = 3/4
+    assert rouge_l("a b c d", "a c b d") == pytest.approx(0.75)
+    assert rouge_l("x y", "x y") == 1.0 and rouge_l("x", "y") == 0.0
+
+
+@pytest.mark.slow
+def test_generated_tasks_score_a_real_model(tmp_path):
+    """A tiny model through the real lm-eval path: every (task, condition) yields exact match,
+    F1 and ROUGE-L, per-sample logs agree with the aggregate, n is the test size."""
+    import json
+
+    from itlab import data, evaluate, io, models
+    from itlab.tasks import TaskParams
+
+    docs = data.build_corpus(["add", "reverse"], 100, 4, 1, 1, TaskParams(), "train")
+    tok = models.train_tokenizer(docs, 200, tmp_path / "m")
+    models.build_model("llama", {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+                       tok, 0).save_pretrained(tmp_path / "m")
+    files = {}
+    for t in ("add", "reverse"):
+        for split, recs in data.synthesize_task(t, {"train": 10, "validation": 2, "test": 12}, 1, TaskParams()).items():
+            io.write_jsonl(tmp_path / t / f"{split}.jsonl", recs)
+        files[t] = {"test": str(tmp_path / t / "test.jsonl"), "fewshot": str(tmp_path / t / "train.jsonl")}
+    items = [(t, c) for t in files for c in ("base_zero_shot", "base_k_shot", "tuned_zero_shot")]
+    scores = evaluate.run(str(tmp_path / "m"), items, files, 2, 16, 8, 100, tmp_path / "out")
+    assert set(scores.metric) == {"exact_match", "f1", "rouge_l"} and (scores.n == 12).all()
+    assert len(scores) == len(items) * 3
+    samples = [json.loads(l) for l in (tmp_path / "out/samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12 * len(items)
+    for (task, cond), g in scores[scores.metric == "f1"].groupby(["task", "condition"]):
+        per_doc = [s["f1"] for s in samples if s["task"] == task and s["condition"] == cond]
+        assert g.score.iloc[0] == pytest.approx(sum(per_doc) / len(per_doc))
