@@ -118,9 +118,14 @@ stop() {
     fi
     for name in slurmd slurmctld munged; do
         if [ -f "$STATE/$name.pid" ]; then
-            kill "$(cat "$STATE/$name.pid")" 2>/dev/null || true
+            local pid
+            pid=$(cat "$STATE/$name.pid")
+            # only if that pid is still the daemon we started (pids are recycled)
+            if [ "$(ps -p "$pid" -o comm= 2>/dev/null)" = "$name" ]; then
+                kill "$pid" 2>/dev/null || true
+                log "stopped $name"
+            fi
             rm -f "$STATE/$name.pid"
-            log "stopped $name"
         fi
     done
 }
