@@ -211,6 +211,7 @@ def test_zero3_two_processes(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_lora_is_merged_at_export(tiny, tmp_path):
+    import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
@@ -223,6 +224,12 @@ def test_lora_is_merged_at_export(tiny, tmp_path):
     diffs = {n: (p - dict(base.named_parameters())[n]).abs().max().item() for n, p in tuned.named_parameters()}
     assert diffs["model.layers.0.self_attn.q_proj.weight"] > 0  # adapters merged into linear layers
     assert diffs["model.embed_tokens.weight"] == 0  # non-adapted weights untouched
+    # independent merge: W + (alpha / r) * B @ A from the saved adapter
+    adapter = load_file(out / "model" / "adapter" / "adapter_model.safetensors")
+    a = next(v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora_A" in k)
+    b = next(v for k, v in adapter.items() if "layers.0.self_attn.q_proj.lora_B" in k)
+    expected = dict(base.named_parameters())["model.layers.0.self_attn.q_proj.weight"] + (8 / 4) * b @ a
+    assert torch.allclose(dict(tuned.named_parameters())["model.layers.0.self_attn.q_proj.weight"], expected, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -191,3 +191,16 @@ def test_lint_and_format():
     fmt = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "Snakefile", "rules/"], cwd=ROOT,
                          capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stderr
+
+
+@pytest.mark.slow
+def test_report_holds_figures_and_tables(tiny_run, tmp_path):
+    _, _, path = tiny_run
+    report = tmp_path / "report.zip"
+    res = snakemake("--cores", "1", "--configfile", str(path), "--report", str(report))
+    assert res.returncode == 0, res.stderr[-3000:]
+    import zipfile
+
+    names = zipfile.ZipFile(report).namelist()
+    for expected in ("tuned_vs_icl.png", "correlations.tsv", "summary.md", "scores.tsv", "pretraining.png"):
+        assert any(n.endswith(expected) for n in names), (expected, names[:20])

@@ -303,16 +303,34 @@ def export(engine, tokenizer, args, out: Path, rank: int, metrics: dict) -> None
     """Gather the weights to rank 0 and write model/ (safetensors) and DONE.json atomically."""
     state = engine._zero3_consolidated_16bit_state_dict() if args.zero_stage == 3 else None
     if rank == 0:
-        model = engine.module
-        if args.lora_r:
-            model = model.merge_and_unload()
         with atomic_path(out / "model", directory=True) as tmp:
-            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+            if args.lora_r:
+                merged = merge_adapter(engine.module, args, tmp)
+                merged.save_pretrained(tmp, safe_serialization=True)
+            else:
+                engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             args.save(tmp / "train_args.json")
         write_json(out / "DONE.json", {"fingerprint": args.fingerprint(), **metrics})
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the exported model supersedes them
         print(f"[itlab] exported {out / 'model'} (final loss {metrics['final_loss']:.4f})", flush=True)
+
+
+def merge_adapter(peft_model, args: TrainArguments, work: Path):
+    """Save the trained adapter, reload the base model in full precision and merge into it.
+
+    For QLoRA this is the only sound export: merging into 4-bit weights would give a
+    quantized, lossy checkpoint. The adapter itself is kept in model/adapter/.
+    """
+    import torch
+    from peft import PeftModel
+
+    from itlab.models import load_model
+
+    adapter = work / "adapter"
+    peft_model.save_pretrained(adapter, safe_serialization=True)
+    base = load_model(args.model_path, args.trust_remote_code, dtype=torch.bfloat16 if args.bf16 else torch.float32)
+    return PeftModel.from_pretrained(base, adapter).merge_and_unload()
 
 
 class _Logger:
