@@ -71,9 +71,15 @@ def scatter(p: pd.DataFrame, path) -> None:
     save(fig, path)
 
 
+def pval(p: float) -> str:
+    """A p-value for humans: underflow to 0 is shown as a bound, not as 'p = 0'."""
+    return "p < 1e-300" if p == 0 else f"p = {p:.2g}"
+
+
 def summary(p: pd.DataFrame, corr: pd.DataFrame, mixed: dict, table: pd.DataFrame) -> str:
     def fmt(row):
-        return f"{row.r:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}], p = {row.p:.2g}, Holm p = {row.p_holm:.2g}, n = {row.n}"
+        return (f"{row.r:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}], {pval(row.p)}, Holm-corrected "
+                f"{pval(row.p_holm)}, n = {row.n}")
 
     pooled = corr[corr.scope == "pooled"].set_index("method")
     means = table[table.metric == "exact_match"].groupby(["kind", "condition"]).score.mean().unstack()
@@ -84,7 +90,7 @@ def summary(p: pd.DataFrame, corr: pd.DataFrame, mixed: dict, table: pd.DataFram
              f"- Pooled Pearson r = {fmt(pooled.loc['pearson'])}",
              f"- Pooled Spearman rho = {fmt(pooled.loc['spearman'])}",
              f"- Mixed model `{mixed['formula']}`: slope {mixed['slope']:.3f} (95% CI {mixed['ci_low']:.3f} to "
-             f"{mixed['ci_high']:.3f}, p = {mixed['p']:.2g}, {mixed['groups']} base models)", "",
+             f"{mixed['ci_high']:.3f}, {pval(mixed['p'])}, {mixed['groups']} base models)", "",
              f"Paper: {PAPER}", "",
              "## Per tuned model", "", "| model | method | r | 95% CI | p (Holm) | n |", "|---|---|---|---|---|---|"]
     for row in corr[corr.scope == "model"].itertuples():
