@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import yaml
-
 SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
 
@@ -52,11 +50,6 @@ def _schema_validate(config: dict) -> None:
             if extra:
                 path, message = path + [extra[0]], f"unknown key (allowed: {sorted(best.schema.get('properties', {}))})"
         raise ConfigError(_key_path(path), message) from None
-
-
-def load(path: str | Path) -> dict:
-    with open(path) as fh:
-        return validate(yaml.safe_load(fh) or {}, base_dir=Path(path).parent)
 
 
 def validate(config: dict, base_dir: str | Path = ".") -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import Counter
 
 from itlab import tasks as task_registry
 from itlab.tasks import TaskParams
@@ -184,11 +183,6 @@ def markov_cell(num_rules: int, per_rule: int, test_rules: int, test_examples: i
     rng.shuffle(train)
     test = [record(held[i % len(held)], i, "test") for i in range(test_examples)]
     return train, test
-
-
-def manifest(records_by_name: dict[str, list[dict]]) -> dict:
-    return {name: {"examples": len(recs), "tasks": dict(Counter(r["task"] for r in recs))}
-            for name, recs in records_by_name.items()}
 
 
 # ---- packing --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ at most two batched ``simple_evaluate`` calls (plain prompts, then chat-template
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile

@@ -85,6 +85,3 @@ def load_model(location: str, trust_remote_code: bool = False, dtype=None, **kwa
     return AutoModelForCausalLM.from_pretrained(location, dtype=dtype or torch.float32, use_safetensors=True,
                                                 trust_remote_code=trust_remote_code, **kwargs)
 
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -3,7 +3,6 @@ and partial reruns after a change."""
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd

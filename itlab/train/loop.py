@@ -202,7 +202,7 @@ def run(args: TrainArguments) -> int:
         start = int(client["step"])
         rng_file = ckpts[-1] / f"rng_rank{rank}.pt"
         if rng_file.exists():
-            state = torch.load(rng_file, weights_only=False)
+            state = torch.load(rng_file, weights_only=True)  # tensors and tuples of ints only
             torch.set_rng_state(state["torch"])
             random.setstate(state["python"])
         if rank == 0:
