@@ -83,8 +83,12 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
     all_tasks = set(synthetic) | set(data["hub_tasks"])
     _check_names(data["heldout_tasks"], all_tasks, "data.heldout_tasks", "a task of data.tasks")
 
-    clusters = {task_registry.get(t).cluster for t in synthetic} | {h["cluster"] for h in data["hub_tasks"].values()}
-    heldout = set(data["heldout_tasks"]) | {n for n, h in data["hub_tasks"].items() if h["heldout"]}
+    from itlab.data import mixture_tasks
+    from itlab.grid import heldout_tasks, task_cluster
+
+    task_clusters = {t: task_cluster(cfg, t) for t in all_tasks}
+    clusters = set(task_clusters.values())
+    heldout = heldout_tasks(cfg)
     for name, mix in data["mixtures"].items():
         key = f"data.mixtures.{name}"
         if mix["clusters"] != "all":
@@ -92,10 +96,7 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _check_names(mix["exclude_clusters"], clusters, f"{key}.exclude_clusters", "a cluster")
         _check_names(mix["exclude_tasks"], all_tasks, f"{key}.exclude_tasks", "a task")
         _check_names(list(mix.get("task_counts", {})), all_tasks, f"{key}.task_counts", "a task")
-        from itlab.data import mixture_tasks
-
-        members = mixture_tasks(mix, {t: task_registry.get(t).cluster for t in synthetic}
-                                | {n: h["cluster"] for n, h in data["hub_tasks"].items()}, heldout)
+        members = mixture_tasks(mix, task_clusters, heldout)
         _require(bool(members), key, "selects no task (every task is excluded or held out)")
 
     for i, f in enumerate(data["corpus"]["extra_files"]):
@@ -191,15 +192,13 @@ def _check_runs(cfg: dict) -> None:
     """Every tuning run's global batch must split over its processes (caught at dry-run, not
     hours into a queue)."""
     from itlab.grid import Grid, tune_arguments, tune_launch
-    from itlab.train.args import accumulation_steps
+    from itlab.train.args import TrainArguments, deepspeed_config
 
     grid = Grid(cfg)
     for run_id, run in grid.runs.items():
-        args, launch = tune_arguments(grid, run_id), tune_launch(grid, run_id)
-        world = launch["processes"] * launch["nodes"]
-        micro = min(args["per_device_batch_size"], max(1, args["global_batch_size"] // world))
-        try:
-            accumulation_steps(args["global_batch_size"], micro, world)
+        launch = tune_launch(grid, run_id)
+        try:  # the same computation the training job does at start-up
+            deepspeed_config(TrainArguments(**tune_arguments(grid, run_id)), launch["processes"] * launch["nodes"])
         except ValueError as err:
             key = f"recipes.{run.recipe}." + ("batch_size_by_examples" if "batch_size_by_examples" in cfg["recipes"][run.recipe]
                                                else "global_batch_size")

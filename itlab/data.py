@@ -59,15 +59,17 @@ def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None) -
     ds = load_dataset(spec["dataset"], spec.get("subset"), split=spec[f"{split}_split"])
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
-    def fields(row):
+    records = []
+    for i, row in enumerate(ds):
         if spec.get("choices"):
-            row = dict(row, label_text=spec["choices"][int(row[spec["label_field"]])])
-        return row
-
-    return [{"task": name, "cluster": spec["cluster"], "phrasing": 0, "id": f"{name}-{split}-{i}",
-             "prompt": spec["input_template"].format(**fields(row)),
-             "answer": spec["target_template"].format(**fields(row)), "inputs": {}}
-            for i, row in enumerate(ds) if not spec.get("choices") or int(row[spec["label_field"]]) >= 0]
+            label = int(row[spec["label_field"]])
+            if label < 0:  # unlabelled rows (e.g. GLUE test splits)
+                continue
+            row = dict(row, label_text=spec["choices"][label])
+        records.append({"task": name, "cluster": spec["cluster"], "phrasing": 0, "id": f"{name}-{split}-{i}",
+                        "prompt": spec["input_template"].format(**row),
+                        "answer": spec["target_template"].format(**row), "inputs": {}})
+    return records
 
 
 # ---- mixtures -------------------------------------------------------------------------

@@ -138,17 +138,12 @@ def eval_params(wildcards):
     job = eval_job(wildcards)
     items = sorted(job.items)
     uses_k = any(c.endswith("k_shot") for _, c in items)
-    hub = config["data"]["hub_tasks"]
     return {
         "model_dir": GRID.model_dir(job.model),
         "items": [list(i) for i in items],
         "files": {t: GRID.eval_task_files(t) for t, _ in items},
         "k_shot": job.k_shot if uses_k else 0,
-        "lm_eval_tasks": {
-            t: hub[t]["lm_eval_task"]
-            for t, _ in items
-            if "lm_eval_task" in hub.get(t, {})
-        },
+        "lm_eval_tasks": {t: lm_eval_task(t) for t, _ in items if lm_eval_task(t)},
         **config["evaluation"],
     }
 

@@ -69,8 +69,6 @@ rule build_mixture:
         f"{ENVS}/data.yaml"
     params:
         mixture=lambda wildcards: config["data"]["mixtures"][wildcards.mixture],
-        heldout=sorted(heldout_tasks(config)),
-        clusters={t: task_cluster(config, t) for t in all_tasks(config)},
         seed=config["seed"],
     script:
         "../scripts/build_mixture.py"
