@@ -59,8 +59,11 @@ def figure(p: pd.DataFrame, f: pd.DataFrame, path) -> None:
 
 
 def summary(p: pd.DataFrame, f: pd.DataFrame, zero_floor: float) -> str:
+    def num(v):
+        return "n/a" if not np.isfinite(v) else f"{v:.3g}"
+
     def ci(lo, hi):
-        return f"[{lo:.3g}, {hi:.3g}]"
+        return "n/a" if np.isnan(lo) or np.isnan(hi) else f"[{lo:.3g}, {hi:.3g}]"
 
     lines = ["# Study E: post-training scaling law P = a * D^(1/b)", "",
              f"{p.base_model.nunique()} base models x {p.task.nunique()} tasks x "
@@ -68,8 +71,8 @@ def summary(p: pd.DataFrame, f: pd.DataFrame, zero_floor: float) -> str:
              f"least squares on log P vs log D; scores of 0 raised to {zero_floor}/n_test before taking logs.", "",
              "| base model | task | a | 95% CI | b | 95% CI | R^2 | zeros | note |", "|---|---|---|---|---|---|---|---|---|"]
     for r in f.itertuples():
-        lines.append(f"| {r.base_model} | {r.task} | {r.a:.3g} | {ci(r.a_low, r.a_high)} | {r.b:.3g} | "
-                     f"{ci(r.b_low, r.b_high)} | {r.r2:.2f} | {r.zeros} | {r.note} |")
+        lines.append(f"| {r.base_model} | {r.task} | {num(r.a)} | {ci(r.a_low, r.a_high)} | {num(r.b)} | "
+                     f"{ci(r.b_low, r.b_high)} | {num(r.r2)} | {r.zeros} | {r.note} |")
     lines += ["", "## The paper's Table 7 (scores in %, so a is on a 0-100 scale)", "",
               PAPER_TABLE7.to_markdown(index=False), "",
               "Scores here are fractions (0-1): compare b (the exponent) directly, and a x 100 with the paper's a.",

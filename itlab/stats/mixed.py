@@ -1,4 +1,12 @@
-"""Linear mixed-effects model: outcome ~ predictor with a random intercept per group."""
+"""Linear mixed-effects models: outcome ~ predictor with random intercepts.
+
+``crossed`` is study A's model: random intercepts for base model and task (crossed: every base
+model meets every task) and for the tuned model (nested in its base model), fitted by REML with
+statsmodels MixedLM as variance components over a single all-rows group (the documented way to
+express crossed effects in statsmodels). A fit that did not converge, or that ends on a singular
+Hessian, is reported as such: its estimates are kept under ``unconverged_*`` keys for diagnosis and
+the finding keys (slope, se, p, CI) stay NaN, so no summary can print them as a result.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +14,79 @@ import warnings
 
 import numpy as np
 
+FINDING = ("slope", "se", "p", "ci_low", "ci_high")
 
-def random_intercept(frame, outcome: str, predictor: str, group: str) -> dict:
-    """Fit by REML (statsmodels MixedLM); returns the fixed slope with its SE, p and 95% CI."""
+
+def _clean(frame, columns):
+    used = frame.dropna(subset=list(columns))
+    dropped = len(frame) - len(used)
+    return used, ([f"{dropped} row(s) with a missing (NaN) value left out"] if dropped else [])
+
+
+def _fit(model, out: dict, predictor: str, notes: list) -> dict:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = model.fit(reml=True)
+        except (np.linalg.LinAlgError, ValueError) as err:
+            notes.append(f"fit failed: {err}")
+            out["note"] = "; ".join(notes)
+            return out
+    trouble = sorted({str(w.message).split("\n")[0] for w in caught
+                      if "converge" in str(w.message).lower() or "hessian" in str(w.message).lower()
+                      or "boundary" in str(w.message).lower() or "singular" in str(w.message).lower()})
+    ci = fit.conf_int().loc[predictor]
+    est = {"slope": float(fit.params[predictor]), "se": float(fit.bse[predictor]),
+           "p": float(fit.pvalues[predictor]), "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1])}
+    converged = bool(fit.converged) and np.isfinite(est["se"]) and not any(
+        "converge" in t.lower() or "hessian" in t.lower() for t in trouble)
+    out["converged"] = converged
+    out["warnings"] = trouble
+    out["variances"] = {name: float(v) for name, v in zip(fit.model.exog_vc.names, fit.vcomp)} \
+        if fit.model.k_vc > 0 else {"group": float(np.asarray(fit.cov_re)[0, 0])}
+    out["residual_var"] = float(fit.scale)
+    if "group" in out["variances"]:
+        out["group_var"] = out["variances"]["group"]
+    if converged:
+        out.update(est)
+    else:
+        out.update({f"unconverged_{k}": v for k, v in est.items()})
+        notes.append("the mixed model did not converge (" + ("; ".join(trouble) or "optimizer flag") +
+                     "): no estimate is reported")
+    out["note"] = "; ".join(notes)
+    return out
+
+
+def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "task"), nested=("model",)) -> dict:
+    """REML fit of outcome ~ predictor + (1 | a) + (1 | b) + (1 | nested...), a and b crossed."""
     import statsmodels.formula.api as smf
 
-    out = {"formula": f"{outcome} ~ {predictor} + (1 | {group})", "n": len(frame),
-           "groups": int(frame[group].nunique()), "slope": np.nan, "se": np.nan, "p": np.nan,
-           "ci_low": np.nan, "ci_high": np.nan, "group_var": np.nan, "converged": False}
-    if len(frame) < 4 or frame[group].nunique() < 2 or frame[predictor].nunique() < 2:
-        out["note"] = "too few observations or groups"
+    groups = [g for g in (*crossed_groups, *nested) if g in frame]
+    terms = " + ".join(f"(1 | {g})" for g in groups)
+    frame, notes = _clean(frame, [outcome, predictor, *groups])
+    out = {"formula": f"{outcome} ~ {predictor} + {terms}", "n": len(frame),
+           "levels": {g: int(frame[g].nunique()) for g in groups}, "converged": False,
+           **{k: np.nan for k in FINDING}}
+    out["groups"] = out["levels"].get(crossed_groups[0], 0)
+    if len(frame) < 8 or frame[predictor].nunique() < 2 or frame[outcome].nunique() < 2:
+        notes.append("too few observations, or a constant predictor or outcome: no mixed model")
+        out["note"] = "; ".join(notes)
         return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fit = smf.mixedlm(f"{outcome} ~ {predictor}", frame, groups=frame[group]).fit(reml=True)
-        except (np.linalg.LinAlgError, ValueError) as err:
-            out["note"] = f"fit failed: {err}"
-            return out
-    ci = fit.conf_int().loc[predictor]
-    out.update(slope=float(fit.params[predictor]), se=float(fit.bse[predictor]), p=float(fit.pvalues[predictor]),
-               ci_low=float(ci[0]), ci_high=float(ci[1]), group_var=float(fit.cov_re.iloc[0, 0]),
-               converged=bool(fit.converged))
-    return out
+    vc = {g: f"0 + C({g})" for g in groups if frame[g].nunique() > 1}
+    data = frame.assign(_all=1)
+    model = smf.mixedlm(f"{outcome} ~ {predictor}", data, groups="_all", vc_formula=vc, re_formula="0")
+    return _fit(model, out, predictor, notes)
+
+
+def random_intercept(frame, outcome: str, predictor: str, group: str) -> dict:
+    """REML fit of outcome ~ predictor + (1 | group); returns the fixed slope with its SE, p and 95% CI."""
+    import statsmodels.formula.api as smf
+
+    frame, notes = _clean(frame, [outcome, predictor, group])
+    out = {"formula": f"{outcome} ~ {predictor} + (1 | {group})", "n": len(frame),
+           "groups": int(frame[group].nunique()), "converged": False, **{k: np.nan for k in FINDING}}
+    if len(frame) < 4 or frame[group].nunique() < 2 or frame[predictor].nunique() < 2:
+        notes.append("too few observations or groups")
+        out["note"] = "; ".join(notes)
+        return out
+    return _fit(smf.mixedlm(f"{outcome} ~ {predictor}", frame, groups=frame[group]), out, predictor, notes)

@@ -9,7 +9,7 @@ def floor_zeros(scores, n_test, zero_floor: float = 0.5) -> np.ndarray:
     """Documented zero rule: a score of 0 (no item right) cannot be logged; it is raised to
     ``zero_floor / n_test``, i.e. half an item right, below every observable positive score."""
     scores, n_test = np.asarray(scores, float), np.broadcast_to(np.asarray(n_test, float), np.shape(scores))
-    return np.where(scores > 0, scores, zero_floor / n_test)
+    return np.where((scores > 0) | np.isnan(scores), scores, zero_floor / n_test)  # NaN stays missing
 
 
 def fit(train_sizes, scores, level: float = 0.95) -> dict:
@@ -18,16 +18,23 @@ def fit(train_sizes, scores, level: float = 0.95) -> dict:
     import statsmodels.api as sm
 
     D, P = np.asarray(train_sizes, float), np.asarray(scores, float)
+    ok = np.isfinite(D) & np.isfinite(P)
+    missing = int((~ok).sum())
+    D, P = D[ok], P[ok]
     if (P <= 0).any():
         raise ValueError("scores must be positive: apply floor_zeros first")
-    out = {"n_points": len(D), "a": np.nan, "a_low": np.nan, "a_high": np.nan, "b": np.nan, "b_low": np.nan,
-           "b_high": np.nan, "slope": np.nan, "slope_low": np.nan, "slope_high": np.nan, "r2": np.nan, "note": ""}
-    if len(D) < 3 or np.ptp(np.log(D)) == 0:
-        out["note"] = "fewer than 3 distinct sizes"
+    out = {"n_points": len(D), "n_sizes": int(len(np.unique(D))), "a": np.nan, "a_low": np.nan, "a_high": np.nan,
+           "b": np.nan, "b_low": np.nan, "b_high": np.nan, "slope": np.nan, "slope_low": np.nan, "slope_high": np.nan,
+           "r2": np.nan, "note": f"{missing} point(s) with a missing (NaN) score left out" if missing else ""}
+
+    def note(text):
+        out["note"] = "; ".join(t for t in (out["note"], text) if t)
         return out
+
+    if out["n_sizes"] < 3:  # a line through two sizes has no residual degrees of freedom for an interval
+        return note(f"{out['n_sizes']} distinct size(s) ({len(D)} points): at least 3 are needed")
     if np.ptp(np.log(P)) == 0:
-        out["note"] = "constant scores (e.g. all 0): no power law to fit"
-        return out
+        return note("constant scores (e.g. all 0): no power law to fit")
     model = sm.OLS(np.log(P), sm.add_constant(np.log(D))).fit()
     ci = np.asarray(model.conf_int(alpha=1 - level))  # rows: const, log D; columns: low, high
     (c_lo, c_hi), (s_lo, s_hi) = ci[0], ci[1]
@@ -40,6 +47,7 @@ def fit(train_sizes, scores, level: float = 0.95) -> dict:
         out.update(b_low=float(min(1 / s_lo, 1 / s_hi)), b_high=float(max(1 / s_lo, 1 / s_hi)))
     else:
         out.update(b_low=-np.inf, b_high=np.inf)
+        note("the slope's interval includes 0: b is unbounded")
     return out
 
 
