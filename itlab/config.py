@@ -82,6 +82,8 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _check_names(data["tasks"], task_registry.REGISTRY, "data.tasks", "a registered task")
     all_tasks = set(synthetic) | set(data["hub_tasks"])
     _check_names(data["heldout_tasks"], all_tasks, "data.heldout_tasks", "a task of data.tasks")
+    for task in data.get("scoring", {}):
+        _require(task in all_tasks, f"data.scoring.{task}", f"{task!r} is not a task of data.tasks or data.hub_tasks")
 
     from itlab.data import mixture_tasks
     from itlab.grid import heldout_tasks, task_cluster

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from itlab.grid import CONDITIONS
+from itlab.metrics import AGGREGATION, METRICS
 
 
 PROCESS_RESULTS = "itlab_metrics.process_results"  # written as a !function tag
@@ -52,10 +53,9 @@ def task_yaml(task: str, condition: str, files: dict, k_shot: int, max_new_token
         "fewshot_config": {"sampler": "first_n"},
         "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": max_new_tokens},
         "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
-        # exact match, token F1 and ROUGE-L per document (itlab.metrics via METRICS_MODULE)
+        # exact match, SQuAD F1, ROUGE-L per document and corpus BLEU (itlab.metrics via METRICS_MODULE)
         "process_results": PROCESS_RESULTS,
-        "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
-                        for m in ("exact_match", "f1", "rouge_l")],
+        "metric_list": [{"metric": m, "aggregation": AGGREGATION[m], "higher_is_better": True} for m in METRICS],
         "metadata": {"version": 1.0},
     }
     return spec

@@ -1,61 +1,86 @@
-"""Generation metrics of itlab's lm-eval tasks: exact match, SQuAD token F1 and ROUGE-L.
+"""Generation metrics of itlab's lm-eval tasks, and which metric (and chance rate) scores each task.
 
-Small, dependency-free, and called per document by lm-eval through ``process_results``.
+Per document (lm-eval ``process_results``): exact match (strip, lower case); SQuAD token F1 as
+lm-eval ships it (the official SQuAD v1.1 script, ``lm_eval.tasks.qasper.metrics``); ROUGE-L
+F-measure from Google's ``rouge-score``; and BLEU, aggregated over the corpus by lm-eval's ``bleu``
+aggregation, i.e. ``sacrebleu.corpus_bleu`` (a 0-100 score, divided by 100 by the analyses).
+
+Which metric a task is judged on, and its chance rate, come from one place: ``scoring(cfg)``.
+Defaults follow the papers: accuracy over the answer choices (exact match of the choice string)
+for classification, with chance 1 / len(choices); exact match otherwise (chance 0). Free-generation
+tasks name theirs in ``data.scoring`` (SQuAD F1 for extractive QA, ROUGE-L for summarisation, BLEU
+for translation and data-to-text).
 """
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
+METRICS = ("exact_match", "f1", "rouge_l", "bleu")
+DEFAULT_METRIC = "exact_match"
+AGGREGATION = {"exact_match": "mean", "f1": "mean", "rouge_l": "mean", "bleu": "bleu"}
+SCALE = {"bleu": 100.0}  # sacrebleu reports 0-100; every other metric is 0-1
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
 
-
-def normalize(text: str) -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
-    return " ".join(_ARTICLES.sub(" ", text).split())
+def metric_scale(metric: str) -> float:
+    return SCALE.get(metric, 1.0)
 
 
 def exact_match(prediction: str, gold: str) -> float:
     return float(prediction.strip().lower() == gold.strip().lower())
 
 
+def normalize(text: str) -> str:
+    """SQuAD normalisation (lm-eval's copy of the official script)."""
+    from lm_eval.tasks.qasper.metrics import normalize_answer
+
+    return normalize_answer(text)
+
+
 def token_f1(prediction: str, gold: str) -> float:
-    pred, ref = normalize(prediction).split(), normalize(gold).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    """SQuAD v1.1 token F1 (lm-eval's copy of the official script); two empty strings agree."""
+    from lm_eval.tasks.qasper.metrics import f1_abstractive
+
+    if not normalize(prediction) and not normalize(gold):
+        return 1.0
+    return float(f1_abstractive([prediction], [gold]))
 
 
-def _lcs(a: list, b: list) -> int:
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    return prev[-1]
+_ROUGE = None
 
 
 def rouge_l(prediction: str, gold: str) -> float:
-    """ROUGE-L F-measure (beta = 1) over lower-cased whitespace tokens."""
-    pred, ref = prediction.lower().split(), gold.lower().split()
-    if not pred or not ref:
-        return float(pred == ref)
-    lcs = _lcs(pred, ref)
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(pred), lcs / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    """ROUGE-L F-measure from rouge-score (its tokenizer: lower case, alphanumeric tokens)."""
+    global _ROUGE
+    if _ROUGE is None:
+        from rouge_score import rouge_scorer
+
+        _ROUGE = rouge_scorer.RougeScorer(["rougeL"])
+    return float(_ROUGE.score(gold, prediction)["rougeL"].fmeasure)
 
 
 def process_results(doc: dict, results: list) -> dict:
     prediction, gold = results[0], str(doc["answer"])
     return {"exact_match": exact_match(prediction, gold), "f1": token_f1(prediction, gold),
-            "rouge_l": rouge_l(prediction, gold)}
+            "rouge_l": rouge_l(prediction, gold), "bleu": (gold, prediction)}
+
+
+def corpus_bleu(predictions: list[str], golds: list[str]) -> float:
+    """sacrebleu corpus BLEU (0-100) with one reference per item, as lm-eval's ``bleu`` aggregation."""
+    import sacrebleu
+
+    return float(sacrebleu.corpus_bleu(list(predictions), [list(golds)]).score)
+
+
+def scoring(cfg: dict) -> dict[str, dict]:
+    """task -> {"metric", "chance"} for every task of the config: ``data.scoring`` overrides, then
+    the defaults (hub task with ``choices``: accuracy over them, chance 1 / len(choices); the
+    synthetic yes/no cluster ``classify``: chance 1/2; otherwise exact match, chance 0)."""
+    from itlab.grid import all_tasks, task_cluster
+
+    hub, overrides = cfg["data"].get("hub_tasks", {}), cfg["data"].get("scoring", {}) or {}
+    out = {}
+    for task in all_tasks(cfg):
+        choices = hub.get(task, {}).get("choices")
+        chance = 1 / len(choices) if choices else (0.5 if task not in hub and task_cluster(cfg, task) == "classify"
+                                                    else 0.0)
+        out[task] = {"metric": DEFAULT_METRIC, "chance": chance, **overrides.get(task, {})}
+    return out

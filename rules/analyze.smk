@@ -46,6 +46,7 @@ rule analyze_inherent_limits:
     params:
         study=config["studies"].get("inherent_limits", {}),
         seed=config["seed"],
+        scoring=task_scoring(),
     script:
         "../scripts/analyze_inherent_limits.py"
 
@@ -76,6 +77,7 @@ rule analyze_scaling:
         f"{ENVS}/analysis.yaml"
     params:
         study=config["studies"].get("scaling", {}),
+        scoring=task_scoring(),
     script:
         "../scripts/analyze_scaling.py"
 

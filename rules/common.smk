@@ -170,6 +170,13 @@ def model_metadata():
     }
 
 
+def task_scoring():
+    """task -> {metric, chance} (itlab.metrics.scoring: data.scoring over the defaults)."""
+    from itlab.metrics import scoring
+
+    return scoring(config)
+
+
 def print_summaries():
     """After a successful run, say where the results are."""
     for study in config["studies"]:

@@ -12,7 +12,8 @@ from itlab.scripting import logged  # noqa: E402
 with logged(snakemake):  # noqa: F821
     s = snakemake.params.study  # noqa: F821
     table = pd.read_csv(snakemake.input.table, sep="\t")  # noqa: F821
-    points = study.points(table, s["metrics"], s["zero_floor"])
+    metrics = {task: v["metric"] for task, v in snakemake.params.scoring.items()} | s["metrics"]  # noqa: F821
+    points = study.points(table, metrics, s["zero_floor"])
     fits = study.fits(points)
     write_table(snakemake.output.points, points)  # noqa: F821
     write_table(snakemake.output.fits, fits)  # noqa: F821

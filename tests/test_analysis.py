@@ -85,3 +85,88 @@ def test_inherent_limits_pairs_join_tuned_with_their_base():
     assert len(p) == 6 and (p.tuned - p.base_icl).round(6).eq(0.05).all()
     corr = inherent_limits.correlations(p, 200, 0).set_index(["scope", "group", "method"])
     assert corr.loc[("model", "tuned/a", "pearson"), "r"] == pytest.approx(1.0)
+
+
+def _study_a_table(rng, tuned_fn=None, metrics=None):
+    """3 base models x 6 tasks x 2 mixtures; task t5 held out; each task scored on several metrics."""
+    rows, metrics = [], metrics or {}
+    for b, base in enumerate(("fa-s", "fa-m", "fb-s")):
+        for k in range(6):
+            task = f"t{k}"
+            common = dict(base_model=base, family=base[:2], size=base[3:], task=task, cluster=f"c{k % 3}",
+                          heldout=task == "t5", n=50, seed=1, mixture=None)
+            icl, zero = 0.1 + 0.1 * k + 0.05 * b, 0.05 * k
+            for metric, scale in (("exact_match", 1), ("rouge_l", 1), ("bleu", 100)):
+                bump = 0.0 if metric == metrics.get(task, "exact_match") else 0.3  # other metrics differ
+                for cond, s in (("base_k_shot", icl), ("base_zero_shot", zero)):
+                    rows.append({**common, "model": f"base/{base}", "kind": "base", "condition": cond,
+                                 "metric": metric, "score": (s + bump) * scale})
+                for mix in ("m1", "m2"):
+                    s = tuned_fn(base, mix, k, icl) if tuned_fn else icl + 0.1 + rng.normal(0, 0.02)
+                    rows.append({**common, "model": f"tuned/{base}-{mix}", "kind": "tuned", "mixture": mix,
+                                 "condition": "tuned_zero_shot", "metric": metric, "score": (s + bump) * scale})
+    return pd.DataFrame(rows)
+
+
+def test_inherent_limits_uses_each_tasks_metric_and_chance():
+    rng = np.random.default_rng(0)
+    metrics = {"t1": "rouge_l", "t2": "bleu"}
+    scoring = {"t1": {"metric": "rouge_l"}, "t2": {"metric": "bleu"}, "t3": {"chance": 0.5}}
+    p = inherent_limits.pairs(_study_a_table(rng, metrics=metrics), scoring)
+    assert len(p) == 3 * 2 * 6 and set(p[p.task == "t2"].metric) == {"bleu"}
+    row = p[(p.base_model == "fa-m") & (p.task == "t2")].iloc[0]
+    assert row.base_icl == pytest.approx(0.1 + 0.2 + 0.05) and row.base_zero == pytest.approx(0.1)  # BLEU / 100
+    t3 = p[p.task == "t3"]
+    assert (t3.tuned_adj == t3.tuned - 0.5).all() and (p[p.task != "t3"].chance == 0).all()
+    corr = inherent_limits.correlations(p, 300, 0)
+    pooled = corr[(corr.scope == "pooled") & (corr.method == "pearson")].iloc[0]
+    assert pooled.units == "6 tasks x 3 base models" and pooled.n == 36 and pooled.inference.startswith("two-way")
+    means = corr[(corr.scope == "task means") & (corr.method == "pearson")].iloc[0]
+    tm = inherent_limits.task_means(p)
+    assert means.n == 6 and means.r == pytest.approx(np.corrcoef(tm.base_icl, tm.tuned)[0, 1])
+    assert np.isnan(corr[corr.scope == "pooled"].p_holm).all()  # no Holm family of one
+    text = inherent_limits.summary(p, corr, inherent_limits.mixed_model(p), _study_a_table(rng))
+    assert "| t2 | bleu | 0 |" in text and "| t3 | exact_match | 0.5 |" in text
+    assert "6 tasks x 3 base models" in text
+
+
+def test_inherent_limits_degenerate_model_and_nan_are_stated_not_nan():
+    rng = np.random.default_rng(1)
+
+    def tuned(base, mix, k, icl):
+        if base == "fb-s" and mix == "m2":
+            return 0.0  # a collapsed model: the same score on every task
+        return np.nan if (base, mix, k) == ("fa-s", "m1", 3) else icl + 0.1 + rng.normal(0, 0.02)
+
+    p = inherent_limits.pairs(_study_a_table(rng, tuned), {})
+    corr = inherent_limits.correlations(p, 200, 0)
+    dead = corr[(corr.scope == "model") & (corr.group == "tuned/fb-s-m2")]
+    assert dead.note.str.contains("degenerate model: constant tuned scores").all() and dead.r.isna().all()
+    nan_model = corr[(corr.scope == "model") & (corr.group == "tuned/fa-s-m1")].iloc[0]
+    assert nan_model.n == 5 and "1 pair(s)" in nan_model.note
+    pooled = corr[(corr.scope == "pooled")].iloc[0]
+    assert pooled.n == 35 and "1 row(s)" in pooled.note
+    mixed = inherent_limits.mixed_model(p)
+    text = inherent_limits.summary(p, corr, mixed, _study_a_table(rng))
+    assert "nan" not in text.lower() and "degenerate model" in text
+
+
+def test_inherent_limits_tuning_effect_per_base_model():
+    rng = np.random.default_rng(2)
+    p = inherent_limits.pairs(_study_a_table(rng), {})
+    eff = inherent_limits.tuning_effect(p, 500, 0).set_index(["base_model", "tasks"])
+    g = p[(p.base_model == "fa-m") & ~p.heldout]
+    hand = (g.tuned - g.base_zero).groupby(g.task).mean().mean()
+    row = eff.loc[("fa-m", "held-in")]
+    assert row.mean_diff == pytest.approx(hand) and row.n_tasks == 5 and row.ci_low <= hand <= row.ci_high
+    out = eff.loc[("fa-m", "held-out")]
+    assert out.n_tasks == 1 and "no interval" in out.note and np.isnan(out.ci_low)
+
+
+def test_unconverged_mixed_model_is_not_printed_as_a_finding():
+    p = inherent_limits.pairs(_study_a_table(np.random.default_rng(3)), {})
+    corr = inherent_limits.correlations(p, 200, 0)
+    mixed = {"formula": "tuned ~ base_icl + (1 | base_model) + (1 | task)", "converged": False, "slope": np.nan,
+             "unconverged_slope": 0.731, "note": "the mixed model did not converge (x): no estimate is reported"}
+    text = inherent_limits.summary(p, corr, mixed, pd.DataFrame())
+    assert "0.731" not in text and "no estimate reported" in text

@@ -30,6 +30,7 @@ def test_known_answers():
     # hand computation: x = 1,2,3 ; y = 1,3,2 -> r = 0.5
     assert correlate([1, 2, 3], [1, 3, 2], "pearson")["r"] == pytest.approx(0.5)
     assert np.isnan(correlate(x, np.ones(10), "pearson")["r"])  # constant: undefined
+    assert correlate(x[:6], x[:6], "spearman")["p"] == pytest.approx(2 / 720)  # exact bound, not p = 0
 
 
 def test_fisher_interval_covers_at_small_n():

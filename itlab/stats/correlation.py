@@ -10,6 +10,8 @@ tests/test_stats.py::test_fisher_interval_covers_at_small_n).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import stats
 
@@ -74,7 +76,10 @@ def correlate(x, y, method: str = "pearson", level: float = 0.95) -> dict:
         r = _r(x, y, method)
         test = stats.pearsonr(x, y) if method == "pearson" else stats.spearmanr(x, y)
         lo, hi = fisher_interval(r, n, method, level)
-        out.update(r=r, p=float(test.pvalue), ci_low=lo, ci_high=hi)
+        p = float(test.pvalue)
+        if method == "spearman" and n <= 10:  # the t approximation underflows at |rho| = 1; the exact
+            p = max(p, 2 / math.factorial(n))  # permutation p-value is never below 2 / n!
+        out.update(r=r, p=p, ci_low=lo, ci_high=hi)
         if n < 4:
             notes.append("n = 3: no interval")
     out["note"] = "; ".join(notes)
