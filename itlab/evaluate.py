@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from itlab.grid import CONDITIONS
-from itlab.metrics import AGGREGATION, METRICS
+from itlab.metrics import AGGREGATION, METRICS, metric_scale
 
 
 PROCESS_RESULTS = "itlab_metrics.process_results"  # written as a !function tag
@@ -113,7 +113,7 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
                     metric_name, filt = key.split(",", 1)
                     metric = metric_name if filt in ("none", "strip") else key  # e.g. gsm8k's exact_match,flexible-extract
                     rows.append({"task": task, "condition": cond, "metric": metric,
-                                 "score": float(value), "n": int(n)})
+                                 "score": float(value) / metric_scale(metric_name), "n": int(n)})  # 0-1
                 for s in res["samples"].get(name, []):
                     samples.append({"task": task, "condition": cond, "doc_id": s["doc_id"],
                                     "id": s["doc"].get("id"), "target": s["target"],

@@ -3,7 +3,8 @@
 Per document (lm-eval ``process_results``): exact match (strip, lower case); SQuAD token F1 as
 lm-eval ships it (the official SQuAD v1.1 script, ``lm_eval.tasks.qasper.metrics``); ROUGE-L
 F-measure from Google's ``rouge-score``; and BLEU, aggregated over the corpus by lm-eval's ``bleu``
-aggregation, i.e. ``sacrebleu.corpus_bleu`` (a 0-100 score, divided by 100 by the analyses).
+aggregation, i.e. ``sacrebleu.corpus_bleu`` (a 0-100 score; ``itlab.evaluate`` divides it by 100 so
+that every score in the results table is on a 0-1 scale).
 
 Which metric a task is judged on, and its chance rate, come from one place: ``scoring(cfg)``.
 Defaults follow the papers: accuracy over the answer choices (exact match of the choice string)

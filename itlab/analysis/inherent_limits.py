@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from itlab.metrics import DEFAULT_METRIC, metric_scale
+from itlab.metrics import DEFAULT_METRIC
 from itlab.stats.cluster import bootstrap_correlation
 from itlab.stats.correlation import correlate, format_p, holm
 from itlab.stats.mixed import crossed
@@ -27,12 +27,11 @@ PAPER = ("Bigoulaeva et al. (2025) report a significant positive correlation bet
 
 def pairs(table: pd.DataFrame, scoring: dict | None = None, icl="base_k_shot", tuned="tuned_zero_shot") -> pd.DataFrame:
     """One row per tuned model x task: its score and its base model's ICL and zero-shot scores, each
-    on the task's own metric (``scoring[task]["metric"]``, default exact match) on a 0-1 scale,
+    on the task's own metric (``scoring[task]["metric"]``, default exact match; all on a 0-1 scale),
     and the same minus the task's chance rate (``*_adj``)."""
     scoring = scoring or {}
     metric_of = {t: scoring.get(t, {}).get("metric", DEFAULT_METRIC) for t in table.task.unique()}
-    t = table[table.metric == table.task.map(metric_of)].copy()
-    t["score"] = t.score / t.metric.map(metric_scale)
+    t = table[table.metric == table.task.map(metric_of)]
     base = t[t.kind == "base"].pivot_table(index=["base_model", "task"], columns="condition", values="score")
     tuned_rows = t[(t.kind == "tuned") & (t.condition == tuned)]
     out = tuned_rows.merge(base.reset_index(), on=["base_model", "task"], how="inner")
