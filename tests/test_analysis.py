@@ -172,3 +172,24 @@ def test_unconverged_mixed_model_is_not_printed_as_a_finding():
              "unconverged_slope": 0.731, "note": "the mixed model did not converge (x): no estimate is reported"}
     text = inherent_limits.summary(p, corr, mixed, pd.DataFrame())
     assert "0.731" not in text and "no estimate reported" in text
+
+
+def test_diversity_switch_is_clustered_and_degenerate_curves_are_stated(tmp_path):
+    """Items carry their trained model; a falling curve gets a note, no switch and no 'nan'."""
+    import re
+
+    samples, meta = {}, {"models": {}}
+    for I in (10, 100, 1000):
+        for seed in (1, 2):
+            model = f"tuned/I{I}s{seed}"
+            path = tmp_path / f"{model.split('/')[1]}.jsonl"
+            right = {10: 150, 100: 100, 1000: 40}[I] + 10 * seed  # falls with I
+            lines = [json.dumps({"inputs": {"noop": "False"}, "exact_match": float(i < right)}) for i in range(200)]
+            path.write_text("\n".join(lines) + "\n")
+            samples[model] = str(path)
+            meta["models"][model] = {"num_rules": I, "examples_per_rule": 5, "seed": seed}
+    it = diversity.items(samples, meta)
+    sw = diversity.switch(it)
+    assert sw.iloc[0].clusters == 6 and np.isnan(sw.iloc[0].switch) and "falls" in sw.iloc[0].note
+    text = diversity.summary(diversity.cell_accuracy(it), sw, None)
+    assert "none." in text and "falls" in text and not re.search(r"(?<![(\w])nan(?![)\w])", text.lower())

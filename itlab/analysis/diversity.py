@@ -97,21 +97,27 @@ def figures(cells: pd.DataFrame, it: pd.DataFrame, sw: pd.DataFrame, heatmap_pat
     save(fig, curve_path)
 
 
+def _md(frame: pd.DataFrame, **kw) -> str:
+    """A markdown table in which a missing value reads 'n/a' (its reason is in the row's note)."""
+    frame = frame.round(3)
+    return frame.astype(object).where(frame.notna(), "n/a").to_markdown(**kw)
+
+
 def summary(cells: pd.DataFrame, sw: pd.DataFrame, code: pd.DataFrame | None) -> str:
     table = cells.pivot(index="examples_per_rule", columns="num_rules", values="accuracy")
     table.columns = [f"I={c}" for c in table.columns]
     p = sw.iloc[0]
     lines = ["# Study B: instruction diversity (Markov rewriting)", "",
              "Exact match on test items whose rules never occur in training, by distinct training rules I "
-             "(columns) and examples per rule S (rows):", "", table.round(3).to_markdown(), "",
+             "(columns) and examples per rule S (rows):", "", _md(table), "",
              "Split by kind (a no-op leaves z unchanged):", "",
-             cells.round(3).to_markdown(index=False), "",
+             _md(cells, index=False), "",
              switch_line(p), "",
-             sw.round(3).to_markdown(index=False), "",
+             _md(sw, index=False), "",
              "Paper (Table 1, accuracy on unseen rules; the switch is reported near 400 rules; < 300 never "
              "generalize, >= 1,000 always do):", "", PAPER_TABLE1.to_markdown(index=False), ""]
     if code is not None and len(code):
-        lines += ["## Code arm: general-data share vs code benchmarks", "", code.round(3).to_markdown(index=False), ""]
+        lines += ["## Code arm: general-data share vs code benchmarks", "", _md(code, index=False), ""]
     lines += ["Figures: `heatmap.png`, `switch.png`; data: `cells.tsv`, `switch.tsv`."]
     return "\n".join(lines) + "\n"
 
