@@ -121,6 +121,11 @@ def bootstrap_correlation(x, y, cluster_a, cluster_b, method: str = "pearson", n
         boots = boots[~np.isnan(boots)]
         if undefined:
             notes.append(f"{undefined} of {n_boot} replicates had a constant side and were left out")
+        if len(boots) < max(20, n_boot // 2):
+            notes.append("most bootstrap replicates were undefined: no interval")
+            out["r"] = r
+            out["note"] = "; ".join(notes)
+            return out
         # small-cluster correction: the bootstrap variance over G clusters is (G - 1) / G of the
         # unbiased one; widen the replicates' deviations by sqrt(G / (G - 1)) for the scarcer kind
         g_min = min(g for g in (n_a, n_b) if g > 1) if max(n_a, n_b) > 1 else 2
