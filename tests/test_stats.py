@@ -257,7 +257,7 @@ def test_crossed_mixed_model_recovers_slope_and_reports_nan_rows():
     frame.loc[[3, 7], "tuned"] = np.nan
     res = crossed(frame, "tuned", "base_icl")
     assert res["converged"] and res["n"] == len(frame) - 2 and "2 row(s)" in res["note"]
-    assert res["levels"] == {"base_model": 4, "task": 10, "model": 12}
+    assert res["levels"] == {"base_model": 4, "task": 10, "base_model_x_task": 40, "model": 12}
     assert res["ci_low"] <= 0.5 <= res["ci_high"] and res["variances"]["task"] > 0.005
     ri = random_intercept(frame, "tuned", "base_icl", "base_model")  # NaN rows: a note, not a PatsyError
     assert ri["n"] == len(frame) - 2 and "2 row(s)" in ri["note"]

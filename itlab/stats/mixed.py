@@ -1,7 +1,8 @@
 """Linear mixed-effects models: outcome ~ predictor with random intercepts.
 
 ``crossed`` is study A's model: random intercepts for base model and task (crossed: every base
-model meets every task) and for the tuned model (nested in its base model), fitted by REML with
+model meets every task), their cell (base model x task, which carries the shared base score) and
+the tuned model (nested in its base model), fitted by REML with
 statsmodels MixedLM as variance components over a single all-rows group (the documented way to
 express crossed effects in statsmodels). A fit that did not converge, or that ends on a singular
 Hessian, is reported as such: its estimates are kept under ``unconverged_*`` keys for diagnosis and
@@ -27,7 +28,9 @@ def _fit(model, out: dict, predictor: str, notes: list) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = model.fit(reml=True)
+            # Powell (derivative-free) copes with variance components on the boundary (zero), where
+            # gradient methods stop; L-BFGS is the fallback statsmodels tries next
+            fit = model.fit(reml=True, method=["powell", "lbfgs"])
         except (np.linalg.LinAlgError, ValueError) as err:
             notes.append(f"fit failed: {err}")
             out["note"] = "; ".join(notes)
@@ -38,8 +41,9 @@ def _fit(model, out: dict, predictor: str, notes: list) -> dict:
     ci = fit.conf_int().loc[predictor]
     est = {"slope": float(fit.params[predictor]), "se": float(fit.bse[predictor]),
            "p": float(fit.pvalues[predictor]), "ci_low": float(ci.iloc[0]), "ci_high": float(ci.iloc[1])}
-    converged = bool(fit.converged) and np.isfinite(est["se"]) and not any(
-        "converge" in t.lower() or "hessian" in t.lower() for t in trouble)
+    # the final optimizer's flag decides (an earlier method's failure is only a warning), unless the
+    # Hessian is singular there, which leaves the standard errors meaningless
+    converged = bool(fit.converged) and np.isfinite(est["se"]) and not any("hessian" in t.lower() for t in trouble)
     out["converged"] = converged
     out["warnings"] = trouble
     out["variances"] = {name: float(v) for name, v in zip(fit.model.exog_vc.names, fit.vcomp)} \
@@ -57,12 +61,19 @@ def _fit(model, out: dict, predictor: str, notes: list) -> dict:
     return out
 
 
-def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "task"), nested=("model",)) -> dict:
-    """REML fit of outcome ~ predictor + (1 | a) + (1 | b) + (1 | nested...), a and b crossed."""
+def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "task"), nested=("model",),
+            interaction: bool = True) -> dict:
+    """REML fit of outcome ~ predictor + (1 | a) + (1 | b) + (1 | a:b) + (1 | nested...), a and b
+    crossed. The a:b cell effect matters when the predictor is constant within a cell (study A:
+    every tuned model of one base model shares that base model's score on a task), so rows of one
+    cell are not counted as independent evidence about the slope."""
     import statsmodels.formula.api as smf
 
-    groups = [g for g in (*crossed_groups, *nested) if g in frame]
-    terms = " + ".join(f"(1 | {g})" for g in groups)
+    a, b = crossed_groups
+    if interaction and a in frame and b in frame:
+        frame = frame.assign(**{f"{a}_x_{b}": frame[a].astype(str) + ":" + frame[b].astype(str)})
+    groups = [g for g in (a, b, f"{a}_x_{b}" if interaction else None, *nested) if g and g in frame]
+    terms = " + ".join(f"(1 | {g})" for g in groups).replace(f"{a}_x_{b}", f"{a}:{b}")
     frame, notes = _clean(frame, [outcome, predictor, *groups])
     out = {"formula": f"{outcome} ~ {predictor} + {terms}", "n": len(frame),
            "levels": {g: int(frame[g].nunique()) for g in groups}, "converged": False,
@@ -72,7 +83,8 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
         notes.append("too few observations, or a constant predictor or outcome: no mixed model")
         out["note"] = "; ".join(notes)
         return out
-    vc = {g: f"0 + C({g})" for g in groups if frame[g].nunique() > 1}
+    # a grouping with one level, or with one row per level (confounded with the residual), is left out
+    vc = {g: f"0 + C({g})" for g in groups if 1 < frame[g].nunique() < len(frame)}
     data = frame.assign(_all=1)
     model = smf.mixedlm(f"{outcome} ~ {predictor}", data, groups="_all", vc_formula=vc, re_formula="0")
     return _fit(model, out, predictor, notes)
