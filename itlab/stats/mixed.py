@@ -28,9 +28,9 @@ def _fit(model, out: dict, predictor: str, notes: list) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            # Powell (derivative-free) copes with variance components on the boundary (zero), where
-            # gradient methods stop; L-BFGS is the fallback statsmodels tries next
-            fit = model.fit(reml=True, method=["powell", "lbfgs"])
+            # L-BFGS first (fast); if it fails, as gradient methods can with a variance component on
+            # the boundary (zero), statsmodels retries with Powell (derivative-free)
+            fit = model.fit(reml=True, method=["lbfgs", "powell"])
         except (np.linalg.LinAlgError, ValueError) as err:
             notes.append(f"fit failed: {err}")
             out["note"] = "; ".join(notes)
@@ -86,8 +86,20 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
     # a grouping with one level, or with one row per level (confounded with the residual), is left out
     vc = {g: f"0 + C({g})" for g in groups if 1 < frame[g].nunique() < len(frame)}
     data = frame.assign(_all=1)
-    model = smf.mixedlm(f"{outcome} ~ {predictor}", data, groups="_all", vc_formula=vc, re_formula="0")
-    return _fit(model, out, predictor, notes)
+    while True:
+        model = smf.mixedlm(f"{outcome} ~ {predictor}", data, groups="_all", vc_formula=vc, re_formula="0")
+        res = _fit(model, dict(out), predictor, list(notes))
+        # a variance component estimated at zero (a boundary, "singular" fit) leaves the Hessian
+        # singular; as with lme4's singular fits, drop it and refit the simpler model once per component
+        total = sum(res.get("variances", {}).values()) + res.get("residual_var", 0.0)
+        zero = [g for g, v in res.get("variances", {}).items() if v <= 1e-6 * total and g in vc]
+        if res["converged"] or not zero or len(zero) == len(vc):
+            return res
+        for g in zero:
+            del vc[g]
+        notes.append(f"variance of {', '.join(zero)} estimated at 0: left out and refitted")
+        out["formula"] = f"{outcome} ~ {predictor} + " + " + ".join(f"(1 | {g})" for g in vc).replace(
+            f"{a}_x_{b}", f"{a}:{b}")
 
 
 def random_intercept(frame, outcome: str, predictor: str, group: str) -> dict:
