@@ -92,7 +92,7 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
         # a variance component estimated at zero (a boundary, "singular" fit) leaves the Hessian
         # singular; as with lme4's singular fits, drop it and refit the simpler model once per component
         total = sum(res.get("variances", {}).values()) + res.get("residual_var", 0.0)
-        zero = [g for g, v in res.get("variances", {}).items() if v <= 1e-6 * total and g in vc]
+        zero = [g for g, v in res.get("variances", {}).items() if v <= 1e-3 * total and g in vc]
         if res["converged"] or not zero or len(zero) == len(vc):
             return res
         for g in zero:
