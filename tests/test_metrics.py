@@ -92,8 +92,11 @@ def test_generated_tasks_score_a_real_model(tmp_path):
                                           ({"add": {"metric": "meteor"}}, "data.scoring.add.metric"),
                                           ({"add": {"chance": 1.5}}, "data.scoring.add.chance")])
 def test_bad_scoring_config_names_the_key(default_config, scoring, key):
+    import copy
+
     from itlab.config import ConfigError, validate
 
-    default_config["data"]["scoring"] = scoring
+    cfg = copy.deepcopy(default_config)  # the fixture is shared by the session
+    cfg["data"]["scoring"] = scoring
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate(default_config)
+        validate(cfg)
