@@ -320,3 +320,25 @@ def test_power_law_counts_distinct_sizes_and_notes_nan():
     r = fit(D, np.r_[predict(0.02, 2.0, D[:4]), np.nan])
     assert r["b"] == pytest.approx(2.0) and "1 point(s) with a missing" in r["note"] and r["n_points"] == 4
     assert np.isnan(floor_zeros([np.nan, 0.0], 100)[0])  # a missing score is not a zero
+
+
+def test_mixed_model_refits_without_a_component_estimated_at_zero(monkeypatch):
+    """A singular fit (one variance at 0, Hessian not positive definite) is refitted without that
+    component, and the summary's formula and note say so."""
+    from itlab.stats import mixed
+
+    calls = []
+    real = mixed._fit
+
+    def fake(model, out, predictor, notes):
+        names = list(model.exog_vc.names)
+        calls.append(names)
+        if "base_model_x_task" in names:
+            return {**out, "converged": False, "variances": {n: (0.0 if n == "base_model_x_task" else 0.01) for n in names},
+                    "residual_var": 0.01, "note": "Hessian not positive definite"}
+        return real(model, out, predictor, notes)
+
+    monkeypatch.setattr(mixed, "_fit", fake)
+    res = crossed(_crossed_frame(np.random.default_rng(4)), "tuned", "base_icl")
+    assert "base_model_x_task" in calls[0] and "base_model_x_task" not in calls[1]
+    assert res["converged"] and "base_model:task" not in res["formula"] and "estimated at 0" in res["note"]
