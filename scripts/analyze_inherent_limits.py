@@ -26,4 +26,5 @@ with logged(snakemake):  # noqa: F821
     write_json(out / "mixed_model.json", {"raw": mixed, "chance_adjusted": mixed_adj})
     study.scatter(pairs, snakemake.output.figure)  # noqa: F821
     write_table(snakemake.output.correlations, pd.concat([corr, corr_adj], ignore_index=True))  # noqa: F821
-    write_text(snakemake.output.summary, study.summary(pairs, corr, mixed, table, corr_adj, mixed_adj, effect))  # noqa: F821
+    text = study.summary(pairs, corr, mixed, table, corr_adj, mixed_adj, effect)
+    write_text(snakemake.output.summary, text)  # noqa: F821

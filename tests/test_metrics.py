@@ -52,7 +52,8 @@ def test_bleu_through_lm_evals_aggregation_equals_sacrebleu():
 
 
 def test_scoring_defaults_and_overrides():
-    cfg = {"data": {"tasks": ["add", "is_palindrome"], "scoring": {"add": {"metric": "f1"}, "xsum": {"metric": "rouge_l"}},
+    cfg = {"data": {"tasks": ["add", "is_palindrome"],
+                    "scoring": {"add": {"metric": "f1"}, "xsum": {"metric": "rouge_l"}},
                     "hub_tasks": {"rte": {"cluster": "nli", "choices": ["yes", "no"]}, "xsum": {"cluster": "summ"}}}}
     s = scoring(cfg)
     assert s["rte"] == {"metric": "exact_match", "chance": 0.5} and s["xsum"] == {"metric": "rouge_l", "chance": 0.0}

@@ -248,7 +248,8 @@ def _crossed_frame(rng, B=4, T=10, M=12, slope=0.5):
     base = 0.4 + rng.normal(0, .08, (B, 1)) + rng.normal(0, .15, (1, T)) + rng.normal(0, .05, (B, T))
     tuned = (0.3 + rng.normal(0, .08, (B, 1))[bm] + rng.normal(0, .15, (1, T)) + rng.normal(0, .03, (M, 1))
              + rng.normal(0, .05, (M, T)) + slope * base[bm])
-    return pd.DataFrame({"tuned": tuned.ravel(), "base_icl": base[bm].ravel(), "base_model": np.repeat(bm, T).astype(str),
+    return pd.DataFrame({"tuned": tuned.ravel(), "base_icl": base[bm].ravel(),
+                         "base_model": np.repeat(bm, T).astype(str),
                          "task": np.tile(np.arange(T), M).astype(str), "model": np.repeat(np.arange(M), T).astype(str)})
 
 
@@ -334,7 +335,8 @@ def test_mixed_model_refits_without_a_component_estimated_at_zero(monkeypatch):
         names = list(model.exog_vc.names)
         calls.append(names)
         if "base_model_x_task" in names:
-            return {**out, "converged": False, "variances": {n: (0.0 if n == "base_model_x_task" else 0.01) for n in names},
+            variances = {n: (0.0 if n == "base_model_x_task" else 0.01) for n in names}
+            return {**out, "converged": False, "variances": variances,
                     "residual_var": 0.01, "note": "Hessian not positive definite"}
         return real(model, out, predictor, notes)
 

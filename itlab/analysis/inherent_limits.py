@@ -175,7 +175,8 @@ def _section(title: str, corr: pd.DataFrame, mixed: dict) -> list[str]:
              f"- Over task means, Pearson r = {_corr_line(means.loc['pearson'])}",
              f"- Over task means, Spearman rho = {_corr_line(means.loc['spearman'])}",
              f"- {_mixed_line(mixed)}", "",
-             "| scope | group | method | r | 95% CI | p | p (Holm) | units | note |", "|---|---|---|---|---|---|---|---|---|"]
+             "| scope | group | method | r | 95% CI | p | p (Holm) | units | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in corr[corr.scope.isin(["mixture", "family", "model"])].itertuples():
         lines.append(f"| {row.scope} | {row.group} | {row.method} | "
                      f"{_num(row.r) if np.isfinite(row.r) else 'not estimable'} | "
@@ -201,7 +202,8 @@ def summary(p: pd.DataFrame, corr: pd.DataFrame, mixed: dict, table: pd.DataFram
     if effect is not None and len(effect):
         lines += ["## Tuned vs base zero-shot, per base model", "",
                   "Mean over tasks of (tuned - base zero-shot) on the task's metric; 95% percentile bootstrap "
-                  "over tasks.", "", "| base model | tasks | n tasks | tuned models | mean difference | 95% CI | note |",
+                  "over tasks.", "",
+                  "| base model | tasks | n tasks | tuned models | mean difference | 95% CI | note |",
                   "|---|---|---|---|---|---|---|"]
         for r in effect.itertuples():
             lines.append(f"| {r.base_model} | {r.tasks} | {r.n_tasks} | {r.tuned_models} | {_num(r.mean_diff)} | "
@@ -209,7 +211,8 @@ def summary(p: pd.DataFrame, corr: pd.DataFrame, mixed: dict, table: pd.DataFram
         lines.append("")
     table_rows = metrics.merge(per_cond, on="task")
     lines += ["## Metric, chance rate and mean score per task", "",
-              "| task | metric | chance | held out | base zero-shot | base k-shot | tuned |", "|---|---|---|---|---|---|---|"]
+              "| task | metric | chance | held out | base zero-shot | base k-shot | tuned |",
+              "|---|---|---|---|---|---|---|"]
     for r in table_rows.itertuples():
         lines.append(f"| {r.task} | {r.metric} | {r.chance:.3g} | {'yes' if r.heldout else 'no'} | "
                      f"{_num(r.base_zero)} | {_num(r.base_icl)} | {_num(r.tuned)} |")

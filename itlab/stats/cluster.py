@@ -90,7 +90,8 @@ def two_way_replicates(x, y, a, b, n_a: int, n_b: int, method: str, n_boot: int,
 
 
 def bootstrap_correlation(x, y, cluster_a, cluster_b, method: str = "pearson", n_boot: int = 2000,
-                          seed: int = 0, level: float = 0.95, names: tuple[str, str] = ("base models", "tasks")) -> dict:
+                          seed: int = 0, level: float = 0.95,
+                          names: tuple[str, str] = ("base models", "tasks")) -> dict:
     """Correlation of x and y with a two-way cluster bootstrap interval and p-value.
 
     Rows with a NaN in x or y are left out (and counted in the note). ``n`` is the number of rows
