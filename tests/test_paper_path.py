@@ -106,3 +106,120 @@ def test_qlora_4bit_tuning_runs_on_cpu_through_the_launcher(tmp_path):
     assert all(p.dtype == torch.float32 for p in tuned.parameters())  # merged into full precision
     diff = max((a - b).abs().max().item() for a, b in zip(tuned.parameters(), base.parameters()))
     assert diff > 0  # the adapter learnt something and was merged
+
+
+# ---- 3. 70B evaluation ---------------------------------------------------------------------
+def _job_resources(dry_run: str, rule: str) -> dict:
+    """wildcards -> resources of each job of a rule in a dry-run's listing."""
+    out = {}
+    for block in dry_run.split("\n\n"):
+        if f"rule {rule}:" not in block:
+            continue
+        wildcards = re.search(r"^\s*wildcards: (.*)$", block, re.M).group(1)
+        res = re.search(r"^\s*resources: (.*)$", block, re.M).group(1)
+        out[wildcards] = dict(kv.split("=", 1) for kv in res.split(", "))
+    return out
+
+
+def test_slurm_dry_run_gives_70b_evaluation_the_experiments_gpus(tmp_path):
+    """Under the Slurm profile, evaluation takes the experiment's resources (the profile no
+    longer overrides them), and a 70B model gets its size's several GPUs."""
+    res = snakemake("-n", "--profile", "profiles/slurm", "--configfile", "experiments/inherent-limits.yaml",
+                    "--config", f"results_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    jobs = _job_resources(res.stdout, "evaluate_model")
+    for model in ("base/llama2-70b", "tuned/llama2-70b__mix-flan__qlora__seed-42"):
+        assert int(jobs[f"model={model}"]["gpu"]) * 80 >= 2 * 70, model  # bf16 weights on 80 GB GPUs
+    cfg = _yaml("experiments/inherent-limits.yaml")
+    big, small = cfg["sizes"]["70b"]["evaluate_resources"], cfg["resources"]["evaluate"]
+    for model in ("base/llama2-70b", "tuned/llama2-70b__mix-flan__qlora__seed-42"):
+        r = jobs[f"model={model}"]
+        assert (int(r["gpu"]), int(r["mem_mb"]), r["slurm_partition"]) == (big["gpus"], big["mem_mb"], big["partition"])
+    r = jobs["model=base/llama2-7b"]
+    assert (int(r["gpu"]), int(r["mem_mb"]), int(r["runtime"])) == (small["gpus"], small["mem_mb"], small["runtime"])
+
+
+def test_a_model_too_big_for_its_evaluation_gpus_is_a_config_error():
+    from itlab.config import ConfigError, validate
+
+    cfg = _yaml("experiments/inherent-limits.yaml")
+    cfg["sizes"]["70b"]["evaluate_resources"]["gpus"] = 1  # 140 GB of bf16 weights on one 80 GB GPU
+    with pytest.raises(ConfigError, match=r"sizes\.70b\.evaluate_resources\.gpus.*llama2-70b"):
+        validate(cfg)
+    del cfg["sizes"]["70b"]["evaluate_resources"]  # resources.evaluate (1 GPU) is not enough either
+    with pytest.raises(ConfigError, match=r"sizes\.70b\.evaluate_resources'"):
+        validate(cfg)
+
+
+def test_evaluation_spreads_a_model_over_several_gpus(monkeypatch, tmp_path):
+    """HFLM gets parallelize (device_map auto) when the job has more than one GPU, one device
+    otherwise; the script passes the job's gpu resource."""
+    import lm_eval.models.huggingface as hf
+
+    from itlab import evaluate
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_hflm(**kwargs):
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(hf, "HFLM", fake_hflm)
+    for gpus in (4, 1):
+        with pytest.raises(Stop):
+            evaluate.run("some/model", [], {}, 0, 8, 8, 10, tmp_path, device="cuda", gpus=gpus)
+    assert seen[0]["parallelize"] is True and seen[0]["device_map_option"] == "auto" and "device" not in seen[0]
+    assert seen[1]["device"] == "cuda" and not seen[1].get("parallelize")
+    assert "gpus=snakemake.resources.gpu" in (ROOT / "scripts/evaluate_model.py").read_text()
+
+
+# ---- 6. memory of small study-E runs -------------------------------------------------------
+def test_model_state_memory_matches_a_hand_count():
+    from itlab.grid import model_state_gb
+
+    bf16 = {"bf16": True, "zero_stage": 3, "offload_optimizer": False, "offload_params": False}
+    # 13B, ZeRO-3, 2 GPUs: 13e9 x (2 + 2 + 12) bytes = 208 GB in all, 104 GB per GPU
+    assert model_state_gb(13, bf16, world=2, nodes=1)["gpu"] == pytest.approx(104)
+    # ZeRO-2 on 8 GPUs: weights replicated (26 GB), gradients + Adam sharded (13 x 14 / 8)
+    assert model_state_gb(13, {**bf16, "zero_stage": 2}, world=8, nodes=1)["gpu"] == pytest.approx(26 + 22.75)
+    off = model_state_gb(13, {**bf16, "offload_optimizer": True}, world=2, nodes=1)
+    assert off == pytest.approx({"gpu": 26, "cpu_per_node": 156})
+    assert model_state_gb(70, bf16, world=4, nodes=1, lora={"quantize_4bit": True})["gpu"] == pytest.approx(38.5)
+
+
+def test_small_study_e_runs_fit_their_gpus():
+    """Runs with <= 100 examples (global batch 2) run on 2 GPUs; a 13B full fine-tune there
+    needs ZeRO-3 optimizer offload to fit 80 GB GPUs (counted here independently)."""
+    from itlab.config import validate
+    from itlab.grid import Grid, tune_arguments, tune_launch
+
+    cfg = validate(_yaml("experiments/scaling.yaml"))
+    grid = Grid(cfg)
+    for run_id, run in grid.runs.items():
+        size = cfg["sizes"][grid.base_models[run.base].size]
+        args, launch = tune_arguments(grid, run_id), tune_launch(grid, run_id)
+        world = launch["processes"] * launch["nodes"]
+        per_param = 2 + 2 + (0 if args["offload_optimizer"] else 12)  # bf16 weights, grads; Adam on GPU or CPU
+        gpu_gb = size["resources"].get("gpu_mem_gb", 80)
+        assert args["zero_stage"] == 3 and size["params_b"] * per_param / world <= gpu_gb, run_id
+    small = "llama2-13b__sub-gsm8k-n10__full__seed-1"
+    assert tune_launch(grid, small)["processes"] == 2 and tune_arguments(grid, small)["offload_optimizer"]
+    assert not tune_arguments(grid, "llama2-13b__sub-gsm8k-n300__full__seed-1")["offload_optimizer"]  # 8 GPUs: fits
+
+
+def test_model_states_that_cannot_fit_are_a_config_error_naming_the_key():
+    from itlab.config import ConfigError, validate
+
+    cfg = _yaml("experiments/scaling.yaml")
+    tune = cfg["sizes"]["70b"]["tune"]
+    tune["offload_optimizer"] = False
+    cfg["sizes"]["70b"]["resources"]["nodes"] = 1  # 70B full fine-tune on 8 GPUs: 140 GB per GPU
+    with pytest.raises(ConfigError, match=r"sizes\.70b\.tune\.offload_optimizer.*~140 GB per GPU"):
+        validate(cfg)
+    tune["offload_optimizer"] = True  # fits the GPUs (35 GB) but Adam's 840 GB not the node
+    cfg["sizes"]["70b"]["resources"]["mem_mb"] = 500000
+    with pytest.raises(ConfigError, match=r"sizes\.70b\.resources\.mem_mb.*~840 GB per node"):
+        validate(cfg)
