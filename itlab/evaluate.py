@@ -85,13 +85,10 @@ def metric_names(result: dict) -> dict[str, str]:
 
 
 def runs_code(manager, name: str) -> bool:
-    """Whether an lm-eval task executes model-written code (its config sets unsafe_code)."""
-    from lm_eval.utils import load_yaml_config
-
-    info = manager.task_index.get(name)
-    if not info or info.get("yaml_path", -1) == -1:
-        return False
-    return bool(load_yaml_config(info["yaml_path"]).get("unsafe_code", False))
+    """Whether an lm-eval task executes model-written code (its config sets unsafe_code:
+    humaneval, humaneval_plus, mbpp). Read from the task index, without importing the task."""
+    entry = manager.task_index.get(name)
+    return bool(entry is not None and entry.cfg and entry.cfg.get("unsafe_code"))
 
 
 def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_shot: int, batch_size: int,

@@ -223,3 +223,136 @@ def test_model_states_that_cannot_fit_are_a_config_error_naming_the_key():
     cfg["sizes"]["70b"]["resources"]["mem_mb"] = 500000
     with pytest.raises(ConfigError, match=r"sizes\.70b\.resources\.mem_mb.*~840 GB per node"):
         validate(cfg)
+
+
+# ---- 4. code benchmarks --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lm_eval_tasks():
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager()
+
+
+def test_code_tasks_are_recognised_from_lm_evals_own_configs(lm_eval_tasks):
+    from itlab.evaluate import runs_code
+
+    assert [runs_code(lm_eval_tasks, t) for t in ("humaneval", "humaneval_plus", "mbpp")] == [True] * 3
+    assert [runs_code(lm_eval_tasks, t) for t in ("gsm8k", "ifeval", "no_such_task")] == [False] * 3
+    # the filters lm-eval 0.4.13 reports them under: humaneval's pass@1 comes as "pass@1,create_test"
+    assert [f["name"] for f in lm_eval_tasks.task_index["humaneval_plus"].cfg["filter_list"]] == ["create_test"]
+    assert [f["name"] for f in lm_eval_tasks.task_index["gsm8k"].cfg["filter_list"]] == ["strict-match", "flexible-extract"]
+
+
+class _Entry:
+    def __init__(self, unsafe):
+        self.cfg = {"unsafe_code": unsafe}
+
+
+def _fake_harness(monkeypatch, results: dict, calls: list):
+    """HFLM, TaskManager and simple_evaluate stand-ins: lm-eval's own tasks need hub data."""
+    import os
+
+    import lm_eval
+    import lm_eval.models.huggingface as hf
+    import lm_eval.tasks
+
+    class Manager:
+        def __init__(self, **kwargs):
+            self.task_index = {"humaneval_plus": _Entry(True), "mbpp": _Entry(True), "gsm8k": _Entry(None)}
+
+    def simple_evaluate(**kwargs):
+        calls.append({**kwargs, "HF_ALLOW_CODE_EVAL": os.environ.get("HF_ALLOW_CODE_EVAL")})
+        return {"results": {t: results[t] for t in kwargs["tasks"]},
+                "n-samples": {t: {"effective": 7} for t in kwargs["tasks"]}, "samples": {}}
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # run() sets the variable for its process
+    os.environ.pop("HF_ALLOW_CODE_EVAL", None)
+    monkeypatch.setattr(hf, "HFLM", lambda **kwargs: object())
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", Manager)
+    monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
+
+
+RESULTS = {"humaneval_plus": {"alias": "humaneval_plus", "pass@1,create_test": 0.25, "pass@1_stderr,create_test": "N/A"},
+           "gsm8k": {"exact_match,strict-match": 0.1, "exact_match_stderr,strict-match": 0.01,
+                     "exact_match,flexible-extract": 0.3, "exact_match_stderr,flexible-extract": 0.02}}
+
+
+def test_code_jobs_allow_code_execution_and_keep_pass_at_1(monkeypatch, tmp_path):
+    from itlab import evaluate
+
+    calls = []
+    _fake_harness(monkeypatch, RESULTS, calls)
+    code = evaluate.run("m", [("self_align", "tuned_zero_shot")], {}, 0, 8, 8, 10, tmp_path / "a",
+                        lm_eval_tasks={"self_align": "humaneval_plus"}, allow_code_execution=True,
+                        metrics={"self_align": "pass@1"})
+    assert calls[-1]["HF_ALLOW_CODE_EVAL"] == "1" and calls[-1]["confirm_run_unsafe_code"] is True
+    assert code.to_dict("records") == [{"task": "self_align", "condition": "tuned_zero_shot", "metric": "pass@1",
+                                        "score": 0.25, "n": 7}]
+    import os
+
+    os.environ.pop("HF_ALLOW_CODE_EVAL")
+    math = evaluate.run("m", [("gsm8k", "tuned_zero_shot")], {}, 0, 8, 8, 10, tmp_path / "b",
+                        lm_eval_tasks={"gsm8k": "gsm8k"}, allow_code_execution=True,
+                        metrics={"gsm8k": "exact_match,flexible-extract"})
+    assert calls[-1]["HF_ALLOW_CODE_EVAL"] is None and calls[-1]["confirm_run_unsafe_code"] is False  # only code jobs
+    assert dict(zip(math.metric, math.score)) == {"exact_match,strict-match": 0.1, "exact_match,flexible-extract": 0.3}
+
+
+def test_a_configured_metric_lm_eval_never_reports_is_an_error(monkeypatch, tmp_path):
+    from itlab import evaluate
+
+    _fake_harness(monkeypatch, RESULTS, [])
+    with pytest.raises(ValueError, match=r"self_align.*'pass@10'.*pass@1"):
+        evaluate.run("m", [("self_align", "tuned_zero_shot")], {}, 0, 8, 8, 10, tmp_path,
+                     lm_eval_tasks={"self_align": "humaneval_plus"}, allow_code_execution=True,
+                     metrics={"self_align": "pass@10"})
+    with pytest.raises(ValueError, match="humaneval_plus.*evaluation.allow_code_execution"):
+        evaluate.run("m", [("self_align", "tuned_zero_shot")], {}, 0, 8, 8, 10, tmp_path,
+                     lm_eval_tasks={"self_align": "humaneval_plus"}, allow_code_execution=False)
+
+
+
+# ---- 5. the condition's shots for lm-eval's own tasks --------------------------------------
+@pytest.mark.slow
+def test_harness_tasks_run_with_the_conditions_number_of_shots(monkeypatch, tmp_path):
+    """A harness-style task (its own YAML defaults to 3 shots, as mbpp does; gsm8k: 5) run for
+    real on a tiny model under base_zero_shot and base_k_shot: each condition is its own run
+    with 0 and k shots, and its scores are filed under that condition."""
+    import lm_eval
+    import lm_eval.tasks
+
+    from itlab import data, evaluate, io, models
+    from itlab.tasks import TaskParams
+
+    docs = data.build_corpus(["add"], 50, 4, 1, 1, TaskParams(), "train")
+    tok = models.train_tokenizer(docs, 200, tmp_path / "m")
+    models.build_model("llama", {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+                       tok, 0).save_pretrained(tmp_path / "m")
+    for split, recs in data.synthesize_task("add", {"train": 10, "validation": 2, "test": 6}, 1, TaskParams()).items():
+        io.write_jsonl(tmp_path / f"{split}.jsonl", recs)
+    harness = tmp_path / "harness"
+    harness.mkdir()
+    spec = evaluate.task_yaml("add", "base_zero_shot", {"test": tmp_path / "test.jsonl", "fewshot": tmp_path / "train.jsonl"},
+                              0, 4)
+    spec.update(task="itlab_test_harness", num_fewshot=3)  # the task's own default
+    (harness / "itlab_test_harness.yaml").write_text(evaluate._dump(spec))
+    (harness / "itlab_metrics.py").write_text(evaluate.METRICS_MODULE)
+
+    real_manager, real_evaluate, shots = lm_eval.tasks.TaskManager, lm_eval.simple_evaluate, []
+
+    def manager(include_path=None, include_defaults=True, **kwargs):  # the harness task, not lm-eval's 200 MB index
+        return real_manager(include_path=[include_path, str(harness)], include_defaults=False, **kwargs)
+
+    def spy(**kwargs):
+        res = real_evaluate(**kwargs)
+        shots.append(res["n-shot"]["itlab_test_harness"])
+        return res
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", manager)
+    monkeypatch.setattr(lm_eval, "simple_evaluate", spy)
+    scores = evaluate.run(str(tmp_path / "m"), [("h", "base_zero_shot"), ("h", "base_k_shot")], {}, 2, 8, 4, 6,
+                          tmp_path / "out", lm_eval_tasks={"h": "itlab_test_harness"})
+    assert sorted(shots) == [0, 2]
+    assert set(scores.condition) == {"base_zero_shot", "base_k_shot"} and (scores.n == 6).all()
+    samples = [json.loads(l) for l in (tmp_path / "out/samples.jsonl").read_text().splitlines()]
+    assert sorted({s["condition"] for s in samples}) == ["base_k_shot", "base_zero_shot"] and len(samples) == 12
