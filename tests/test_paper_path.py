@@ -356,3 +356,47 @@ def test_harness_tasks_run_with_the_conditions_number_of_shots(monkeypatch, tmp_
     assert set(scores.condition) == {"base_zero_shot", "base_k_shot"} and (scores.n == 6).all()
     samples = [json.loads(l) for l in (tmp_path / "out/samples.jsonl").read_text().splitlines()]
     assert sorted({s["condition"] for s in samples}) == ["base_k_shot", "base_zero_shot"] and len(samples) == 12
+
+
+# ---- found running the paper path: lm-eval tasks' own dependencies --------------------------
+def test_eval_env_holds_what_the_configs_lm_eval_tasks_import(lm_eval_tasks):
+    """ifeval (study E) imports langdetect and immutabledict, which lm-eval installs only as
+    its [ifeval] extra; every module the named tasks' code imports is pinned in envs/eval.yaml."""
+    from importlib.metadata import packages_distributions
+
+    named = {h["lm_eval_task"] for p in sorted((ROOT / "experiments").glob("*.yaml"))
+             for h in ((_yaml(p).get("data") or {}).get("hub_tasks") or {}).values() if "lm_eval_task" in h}
+    assert {"ifeval", "humaneval_plus", "gsm8k", "humaneval", "mbpp"} <= named
+    dists, env, req = packages_distributions(), _env_pins("eval"), _pins((ROOT / "requirements.txt").read_text().splitlines())
+    needed = set()
+    for task in sorted(named):
+        folder = Path(lm_eval_tasks.task_index[task].yaml_path).parent
+        needed |= _imports(sorted(folder.glob("*.py"))) - {"lm_eval"}
+    assert {"langdetect", "immutabledict", "nltk"} <= needed  # ifeval's utilities
+    assert all(env[d] == req.get(d) for d in env)
+    for module in sorted(needed):
+        assert module in dists, f"{module} (imported by an lm-eval task the configs name) is not installed"
+        assert any(d.lower().replace("_", "-") in _installed_with(env) for d in dists[module]), \
+            f"{module} is neither pinned in envs/eval.yaml nor installed with what is"
+
+
+def _installed_with(pins: dict) -> set:
+    """Distributions pip installs for these pins: them and their non-extra requirements, recursively."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), list(pins)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            reqs = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for r in map(Requirement, reqs):
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(r.name)
+    return seen
