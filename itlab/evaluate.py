@@ -67,7 +67,7 @@ def hflm_kwargs(model_dir: str, batch_size: int, device: str, trust_remote_code:
     kwargs = {"pretrained": model_dir, "batch_size": batch_size, "trust_remote_code": trust_remote_code,
               "max_length": None}
     if device == "cuda" and gpus > 1:
-        kwargs.update(parallelize=True, device_map_option="auto")
+        kwargs.update(parallelize=True, device_map="auto")  # HFLM hands device_map to from_pretrained
     else:
         kwargs["device"] = device
     return kwargs

@@ -171,8 +171,14 @@ def test_evaluation_spreads_a_model_over_several_gpus(monkeypatch, tmp_path):
     for gpus in (4, 1):
         with pytest.raises(Stop):
             evaluate.run("some/model", [], {}, 0, 8, 8, 10, tmp_path, device="cuda", gpus=gpus)
-    assert seen[0]["parallelize"] is True and seen[0]["device_map_option"] == "auto" and "device" not in seen[0]
+    assert seen[0]["parallelize"] is True and seen[0]["device_map"] == "auto" and "device" not in seen[0]
     assert seen[1]["device"] == "cuda" and not seen[1].get("parallelize")
+    # every argument is one lm-eval 0.4.13's HFLM takes (device_map: read from its kwargs when loading)
+    import inspect
+
+    monkeypatch.undo()
+    named = set(inspect.signature(hf.HFLM.__init__).parameters)
+    assert set(seen[0]) - named == {"device_map"} and 'kwargs.get("device_map")' in inspect.getsource(hf.HFLM._create_model)
     assert "gpus=snakemake.resources.gpu" in (ROOT / "scripts/evaluate_model.py").read_text()
 
 
