@@ -131,10 +131,6 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _require(not t["offload_params"] or t["zero_stage"] == 3, f"sizes.{name}.tune.offload_params", "needs zero_stage 3")
         _require(not t["bf16"] or cfg["device"] == "cuda", f"sizes.{name}.tune.bf16", "bf16 tuning needs device: cuda")
 
-    for name, r in cfg["recipes"].items():
-        if "lora" in r and r["lora"]["quantize_4bit"]:
-            _require(cfg["device"] == "cuda", f"recipes.{name}.lora.quantize_4bit", "QLoRA needs device: cuda")
-
     from itlab.grid import base_model_ids
 
     bases = base_model_ids(cfg)
@@ -205,4 +201,48 @@ def _check_runs(cfg: dict) -> None:
             key = f"recipes.{run.recipe}." + ("batch_size_by_examples" if "batch_size_by_examples" in cfg["recipes"][run.recipe]
                                                else "global_batch_size")
             raise ConfigError(key, f"run {run_id}: {err} ({launch['nodes']} node(s) x {launch['processes']} processes)") from None
+        _check_memory(cfg, grid, run_id)
+    _check_eval_memory(cfg, grid)
+
+
+def _check_memory(cfg: dict, grid, run_id: str) -> None:
+    """A run's model states (weights, gradients, Adam; sharded by ZeRO, minus what is offloaded)
+    must fit its GPUs, and offloaded states the node's memory."""
+    from itlab.grid import tune_launch, tune_memory, tune_system
+
+    system = tune_system(grid, run_id)
+    mem = tune_memory(grid, run_id, system)
+    if mem is None:
+        return
+    size = grid.base_models[grid.runs[run_id].base].size
+    res = cfg["sizes"][size]["resources"]
+    world = tune_launch(grid, run_id)["processes"] * res["nodes"]
+    if mem["gpu"] > res["gpu_mem_gb"]:
+        fix = next((k for k, bad in (("zero_stage", system["zero_stage"] < 3), ("offload_optimizer", not system["offload_optimizer"]),
+                                     ("offload_params", not system["offload_params"])) if bad), None)
+        key = f"sizes.{size}.tune.{fix}" if fix else f"sizes.{size}.resources.gpus"
+        raise ConfigError(key, f"run {run_id}: model states need ~{mem['gpu']:.0f} GB per GPU on {world} GPU(s) "
+                               f"(ZeRO-{system['zero_stage']}, offload optimizer {system['offload_optimizer']}, params "
+                               f"{system['offload_params']}), more than sizes.{size}.resources.gpu_mem_gb = {res['gpu_mem_gb']}")
+    if mem["cpu_per_node"] * 1000 > res.get("mem_mb", 4000):
+        raise ConfigError(f"sizes.{size}.resources.mem_mb", f"run {run_id}: offloaded model states need "
+                                                           f"~{mem['cpu_per_node']:.0f} GB per node, more than {res.get('mem_mb', 4000)} MB")
+
+
+def _check_eval_memory(cfg: dict, grid) -> None:
+    """Evaluation holds a model's bf16 weights (2 bytes per parameter) on its GPUs."""
+    if cfg["device"] != "cuda":
+        return
+    for base in {grid.model_meta(m)["base_model"] for m in grid.evals}:
+        size = grid.base_models[base].size
+        spec = cfg["sizes"][size]
+        own = "evaluate_resources" in spec
+        res = spec["evaluate_resources"] if own else cfg["resources"]["evaluate"]
+        if "params_b" not in spec or not res["gpus"]:
+            continue
+        need = 2 * spec["params_b"]
+        if need > res["gpus"] * res["gpu_mem_gb"]:
+            key = f"sizes.{size}.evaluate_resources.gpus" if own else f"sizes.{size}.evaluate_resources"
+            raise ConfigError(key, f"{base}: bf16 weights need ~{need:.0f} GB, more than {res['gpus']} GPU(s) x "
+                                   f"{res['gpu_mem_gb']} GB ({'its' if own else 'resources.evaluate'}); give this size more GPUs")
 

@@ -61,10 +61,46 @@ def task_yaml(task: str, condition: str, files: dict, k_shot: int, max_new_token
     return spec
 
 
+def hflm_kwargs(model_dir: str, batch_size: int, device: str, trust_remote_code: bool, gpus: int = 0) -> dict:
+    """Arguments of lm-eval's HFLM: a model given more than one GPU is spread over them
+    (``parallelize``: accelerate's device_map auto) instead of loaded whole on one."""
+    kwargs = {"pretrained": model_dir, "batch_size": batch_size, "trust_remote_code": trust_remote_code,
+              "max_length": None}
+    if device == "cuda" and gpus > 1:
+        kwargs.update(parallelize=True, device_map="auto")  # HFLM hands device_map to from_pretrained
+    else:
+        kwargs["device"] = device
+    return kwargs
+
+
+def metric_names(result: dict) -> dict[str, str]:
+    """lm-eval result keys ("<metric>,<filter>") -> itlab metric names: the bare metric where
+    one filter reports it (``pass@1,create_test`` -> ``pass@1``), the full key where several do
+    (gsm8k's ``exact_match,strict-match`` and ``exact_match,flexible-extract``)."""
+    keys = [k for k, v in result.items() if "," in k and "stderr" not in k and isinstance(v, (int, float))]
+    filters: dict[str, int] = {}
+    for k in keys:
+        filters[k.split(",", 1)[0]] = filters.get(k.split(",", 1)[0], 0) + 1
+    return {k: k.split(",", 1)[0] if filters[k.split(",", 1)[0]] == 1 else k for k in keys}
+
+
+def runs_code(manager, name: str) -> bool:
+    """Whether an lm-eval task executes model-written code (its config sets unsafe_code:
+    humaneval, humaneval_plus, mbpp). Read from the task index, without importing the task."""
+    entry = manager.task_index.get(name)
+    return bool(entry is not None and entry.cfg and entry.cfg.get("unsafe_code"))
+
+
 def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_shot: int, batch_size: int,
         max_new_tokens: int, max_items: int, out_dir: str | Path, trust_remote_code: bool = False,
-        lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu", allow_code_execution: bool = False):
-    """Evaluate one model on (task, condition) pairs; write samples.jsonl and return a score table."""
+        lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu", allow_code_execution: bool = False,
+        gpus: int = 0, metrics: dict[str, str] | None = None):
+    """Evaluate one model on (task, condition) pairs; write samples.jsonl and return a score table.
+
+    One ``simple_evaluate`` call per condition, with its number of shots (lm-eval's own tasks
+    would otherwise run their default, e.g. gsm8k 5-shot, under every condition). ``metrics``
+    (task -> metric) must each be reported, else a ValueError names the task and what was.
+    """
     import pandas as pd
 
     out_dir = Path(out_dir)
@@ -90,30 +126,36 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             (work / f"{spec['task']}.yaml").write_text(_dump(spec))
             names[(task, cond)] = spec["task"]
         manager = TaskManager(include_path=str(work), include_defaults=bool(lm_eval_tasks))
-        lm = HFLM(pretrained=model_dir, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code,
-                  max_length=None)
+        code = sorted({n for n in set(lm_eval_tasks.values()) if runs_code(manager, n)})
+        if code and not allow_code_execution:
+            raise ValueError(f"lm-eval task(s) {', '.join(code)} run model-written code: set "
+                             "evaluation.allow_code_execution: true (only where jobs are sandboxed)")
+        if code:  # lm-eval's code_eval metric refuses to run without it; set for these jobs only
+            os.environ["HF_ALLOW_CODE_EVAL"] = "1"
+        lm = HFLM(**hflm_kwargs(model_dir, batch_size, device, trust_remote_code, gpus))
         rows, samples = [], []
-        for chat in (False, True):
-            group = [(t, c) for (t, c) in items if CONDITIONS[c][2] == chat]
-            if not group:
-                continue
-            res = lm_eval.simple_evaluate(model=lm, tasks=sorted({names[p] for p in group}), task_manager=manager,
+        for cond in sorted({c for _, c in items}):
+            _, few, chat = CONDITIONS[cond]
+            group = [(t, c) for (t, c) in items if c == cond]
+            tasks = sorted({names[p] for p in group})
+            res = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, num_fewshot=k_shot if few else 0,
                                           limit=max_items, log_samples=True, apply_chat_template=chat,
-                                          fewshot_as_multiturn=chat and any(CONDITIONS[c][1] for _, c in group),
+                                          fewshot_as_multiturn=chat and few,
                                           random_seed=0, numpy_random_seed=0, torch_random_seed=0,
                                           fewshot_random_seed=0, bootstrap_iters=0,
-                                          confirm_run_unsafe_code=allow_code_execution)
+                                          confirm_run_unsafe_code=bool(set(tasks) & set(code)))
             for task, cond in group:
                 name = names[(task, cond)]
                 result = res["results"][name]
                 n = res["n-samples"][name]["effective"]
-                for key, value in result.items():
-                    if "," not in key or "stderr" in key or not isinstance(value, (int, float)):
-                        continue
-                    metric_name, filt = key.split(",", 1)
-                    metric = metric_name if filt in ("none", "strip") else key  # e.g. gsm8k's exact_match,flexible-extract
+                named = metric_names(result)
+                for key, metric in named.items():
                     rows.append({"task": task, "condition": cond, "metric": metric,
-                                 "score": float(value) / metric_scale(metric_name), "n": int(n)})  # 0-1
+                                 "score": float(result[key]) / metric_scale(metric), "n": int(n)})  # 0-1
+                wanted = (metrics or {}).get(task)
+                if wanted and wanted not in named.values():
+                    raise ValueError(f"task {task} ({name}): the configured metric {wanted!r} is not among those "
+                                     f"lm-eval reported: {', '.join(sorted(named.values()))}")
                 for s in res["samples"].get(name, []):
                     samples.append({"task": task, "condition": cond, "doc_id": s["doc_id"],
                                     "id": s["doc"].get("id"), "target": s["target"],

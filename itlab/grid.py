@@ -268,13 +268,8 @@ def tune_arguments(grid: Grid, run_id: str) -> dict:
     cfg, run = grid.cfg, grid.runs[run_id]
     base = grid.base_models[run.base]
     recipe = cfg["recipes"][run.recipe]
-    system = _size(cfg, base)["tune"]
-    ts = grid.trainsets[run.trainset]
-    batch = recipe["global_batch_size"]
-    if "batch_size_by_examples" in recipe and ts.kind == "subset":
-        n = ts.spec["n"]
-        batch = next((b for limit, b in sorted(recipe["batch_size_by_examples"]) if n <= limit),
-                     sorted(recipe["batch_size_by_examples"])[-1][1])
+    system = tune_system(grid, run_id)
+    batch = _global_batch(grid, run_id)
     args = {
         "model_path": grid.model_dir(f"base/{run.base}"), "train_file": grid.trainset_path(run.trainset),
         "output_dir": f"{grid.root}/tuned/{run_id}", "objective": "sft", "chat": True,
@@ -304,9 +299,74 @@ def tune_launch(grid: Grid, run_id: str) -> dict:
     res = size["resources"]
     processes = res["gpus"] if grid.cfg["device"] == "cuda" and res["gpus"] else size["tune"]["processes"]
     if res["nodes"] == 1:
-        args = tune_arguments(grid, run_id)
-        processes = max(1, min(processes, args["global_batch_size"] // args["per_device_batch_size"]))
+        processes = max(1, min(processes, _global_batch(grid, run_id) // size["tune"]["per_device_batch_size"]))
     return {"processes": processes, "nodes": res["nodes"], "device": grid.cfg["device"]}
+
+
+def _global_batch(grid: Grid, run_id: str) -> int:
+    run = grid.runs[run_id]
+    recipe, ts = grid.cfg["recipes"][run.recipe], grid.trainsets[run.trainset]
+    if "batch_size_by_examples" in recipe and ts.kind == "subset":
+        n = ts.spec["n"]
+        return next((b for limit, b in sorted(recipe["batch_size_by_examples"]) if n <= limit),
+                    sorted(recipe["batch_size_by_examples"])[-1][1])
+    return recipe["global_batch_size"]
+
+
+def model_state_gb(params_b: float, system: dict, world: int, nodes: int, lora: dict | None = None) -> dict:
+    """Memory (GB) of a run's model states: weights, gradients and AdamW states, per GPU and
+    per node's CPU (offloaded states), sharded as ZeRO does. Activations come on top.
+
+    Full fine-tuning in bf16 keeps 2 (weights) + 2 (gradients) + 12 (fp32 master copy, Adam m
+    and v) bytes per parameter, fp32 4 + 4 + 8. ZeRO-1 shards the optimizer states over the
+    world, ZeRO-2 also the gradients, ZeRO-3 also the weights. LoRA/QLoRA keeps one copy of the
+    frozen base per GPU (4-bit: ~0.55 bytes per parameter with its scales); adapters are small.
+    """
+    w = 2 if system["bf16"] else 4
+    if lora:
+        return {"gpu": params_b * (0.55 if lora.get("quantize_4bit") else w), "cpu_per_node": 0.0}
+    parts = {"weights": w, "grads": w, "optimizer": 12 if system["bf16"] else 8}
+    sharded = {0: (), 1: ("optimizer",), 2: ("optimizer", "grads"), 3: ("optimizer", "grads", "weights")}
+    gpu = cpu = 0.0
+    for part, nbytes in parts.items():
+        total = params_b * nbytes
+        per_gpu = total / world if part in sharded[system["zero_stage"]] else total
+        offloaded = (part == "optimizer" and system["offload_optimizer"]) or (part == "weights" and system["offload_params"])
+        if offloaded:
+            cpu += per_gpu * world / nodes
+        else:
+            gpu += per_gpu
+    return {"gpu": gpu, "cpu_per_node": cpu}
+
+
+def tune_memory(grid: Grid, run_id: str, system: dict | None = None) -> dict | None:
+    """model_state_gb of a tuning run on its GPUs, or None (no params_b, or not on GPUs)."""
+    run = grid.runs[run_id]
+    size = _size(grid.cfg, grid.base_models[run.base])
+    if grid.cfg["device"] != "cuda" or not size["resources"]["gpus"] or "params_b" not in size:
+        return None
+    launch = tune_launch(grid, run_id)
+    system = system or size["tune"]
+    return model_state_gb(size["params_b"], system, launch["processes"] * launch["nodes"], launch["nodes"],
+                          grid.cfg["recipes"][run.recipe].get("lora"))
+
+
+def tune_system(grid: Grid, run_id: str) -> dict:
+    """sizes.<size>.tune of a run, with ZeRO offload turned on where the run was shrunk to
+    fewer GPUs than the size asks (a small global batch) and its model states no longer fit:
+    optimizer states first, then (ZeRO-3) the weights."""
+    size = _size(grid.cfg, grid.base_models[grid.runs[run_id].base])
+    system = dict(size["tune"])
+    mem = tune_memory(grid, run_id, system)
+    if mem is None or tune_launch(grid, run_id)["processes"] >= size["resources"]["gpus"]:
+        return system
+    for key in ("offload_optimizer", "offload_params"):
+        if tune_memory(grid, run_id, system)["gpu"] <= size["resources"]["gpu_mem_gb"]:
+            break
+        if system["zero_stage"] == 0 or (key == "offload_params" and system["zero_stage"] != 3):
+            break
+        system[key] = True
+    return system
 
 
 def tune_resources(grid: Grid, run_id: str) -> dict:
@@ -327,4 +387,15 @@ def tune_resources(grid: Grid, run_id: str) -> dict:
         out["gres"] = f"gpu:{model}{res['gpus']}"
     if "partition" in res:
         out["slurm_partition"] = res["partition"]
+    return out
+
+
+def eval_resources(grid: Grid, model: str) -> dict:
+    """Resources of a model's evaluation job: sizes.<size>.evaluate_resources where the base
+    model's size has them (a 70B model needs several GPUs), else resources.evaluate."""
+    base = grid.base_models[grid.model_meta(model)["base_model"]]
+    res = _size(grid.cfg, base).get("evaluate_resources", grid.cfg["resources"]["evaluate"])
+    out = {"mem_mb": res.get("mem_mb", 4000), "runtime": res.get("runtime", 60), "gpu": res["gpus"],
+           "cpus_per_task": res.get("cpus_per_task"), "slurm_partition": res.get("partition"),
+           "gpu_model": res.get("gpu_model") if res["gpus"] else None}
     return out

@@ -10,6 +10,7 @@ from itlab.data import mixture_tasks  # noqa: E402
 from itlab.grid import (  # noqa: E402
     Grid,
     all_tasks,
+    eval_resources,
     heldout_tasks,
     pretrain_arguments,
     scaling_sizes,
@@ -118,6 +119,13 @@ def eval_job(wildcards):
     return GRID.evals[wildcards.model]
 
 
+def eval_resource(name):
+    def get(wildcards):
+        return eval_resources(GRID, wildcards.model).get(name)
+
+    return get
+
+
 def lm_eval_task(task):
     return config["data"]["hub_tasks"].get(task, {}).get("lm_eval_task")
 
@@ -138,6 +146,9 @@ def eval_params(wildcards):
     job = eval_job(wildcards)
     items = sorted(job.items)
     uses_k = any(c.endswith("k_shot") for _, c in items)
+    # a configured metric that lm-eval never reports is an error, not a dropped point
+    wanted = config["studies"].get("scaling", {}).get("metrics", {})
+    metrics = {t: wanted[t] for t, _ in items if t in wanted}
     return {
         "model_dir": GRID.model_dir(job.model),
         "items": [list(i) for i in items],
@@ -145,6 +156,7 @@ def eval_params(wildcards):
         "k_shot": job.k_shot if uses_k else 0,
         "lm_eval_tasks": {t: lm_eval_task(t) for t, _ in items if lm_eval_task(t)},
         **config["evaluation"],
+        **({"metrics": metrics} if metrics else {}),
     }
 
 

@@ -174,6 +174,9 @@ def run(args: TrainArguments) -> int:
                                                                 bnb_4bit_compute_dtype=torch.bfloat16)
     model = load_model(args.model_path, args.trust_remote_code,
                        dtype=torch.bfloat16 if args.bf16 else torch.float32, **load_kwargs)
+    if args.quantize_4bit and rank == 0:
+        kinds = sorted({type(m).__name__ for m in model.modules() if "4bit" in type(m).__name__})
+        print(f"[itlab] base loaded in 4 bit: {', '.join(kinds) or 'no 4-bit layer'}", flush=True)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if args.lora_r:
