@@ -48,8 +48,9 @@ def chat_prompts(tokenizer, instructions: list[str]) -> list[str]:
 
 
 def generate_hf(model, tokenizer, instructions: list[str], max_new_tokens: int, batch_size: int = 32,
-                sampling: dict | None = None, seed: int = 0) -> list[str]:
-    """Batched generation (left padding, longest prompts first); one call per batch."""
+                sampling: dict | None = None, seed: int = 0, eos: bool = True) -> list[str]:
+    """Batched generation (left padding, longest prompts first); one call per batch.
+    ``eos=False`` ignores the end-of-text token (fixed-length generation, for benchmarks)."""
     import torch
 
     tokenizer.padding_side = "left"
@@ -65,7 +66,8 @@ def generate_hf(model, tokenizer, instructions: list[str], max_new_tokens: int, 
         enc = {k: v.to(device) for k, v in enc.items()}
         with torch.no_grad():
             ids = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, **gen)
+                                 eos_token_id=tokenizer.eos_token_id, min_new_tokens=0 if eos else max_new_tokens,
+                                 **gen)
         for j, i in enumerate(idx):
             out[i] = tokenizer.decode(ids[j, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
     return out
