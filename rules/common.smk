@@ -75,7 +75,8 @@ def final_outputs():
         out.append(f"{R}/tables/scores.tsv")
     for study in studies:
         if study == "teachers" and judge_key_missing():
-            out += teachers_targets()  # the judge cannot run: every other rule still does
+            # the judge cannot run: every other rule still does
+            out += teachers_targets()
             continue
         out.append(f"{R}/studies/{study}/summary.md")
     return out
@@ -214,7 +215,8 @@ def instruction_tasks():
 def model_location(key):
     """(folder or hub id, files that must exist first) of a grid model key or a hub id."""
     kind, _, name = key.partition("/")
-    if (kind == "base" and name in GRID.base_models) or (kind == "tuned" and name in GRID.runs):
+    built = kind == "base" and name in GRID.base_models
+    if built or (kind == "tuned" and name in GRID.runs):
         return GRID.model_dir(key), GRID.model_done(key)
     return key, []
 
