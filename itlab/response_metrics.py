@@ -51,9 +51,9 @@ def sequence_losses(model, rows: list[tuple[list, list]], pad_id: int, batch_siz
         target = labels[:, 1:].to(device)
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), target, ignore_index=-100,
                                                 reduction="none")
-        counts = (target != -100).sum(1).clamp(min=1)
-        for j, i in enumerate(idx):
-            result[i] = float(nll[j].sum() / counts[j])
+        counts = (target != -100).sum(1)
+        for j, i in enumerate(idx):  # a response truncated away entirely has no loss (NaN)
+            result[i] = float(nll[j].sum() / counts[j]) if counts[j] else math.nan
     return result
 
 
@@ -64,7 +64,7 @@ def record_metrics(model, tokenizer, records: list[dict], max_len: int = 4096, b
     cond = sequence_losses(model, [p[0] for p in pairs], pad, batch_size)
     direct = sequence_losses(model, [p[1] for p in pairs], pad, batch_size)
     return [{"id": r.get("id", i), "loss": c, "loss_direct": d, "ifd": c / d if d > 0 else math.nan,
-             "ppl": math.exp(c)} for i, (r, c, d) in enumerate(zip(records, cond, direct))]
+             "ppl": math.exp(c) if not math.isnan(c) else math.nan} for i, (r, c, d) in enumerate(zip(records, cond, direct))]
 
 
 def teacher_metrics(per_record: list[dict]) -> dict:
@@ -76,6 +76,7 @@ def teacher_metrics(per_record: list[dict]) -> dict:
         values = np.array([r[key] for r in per_record], float)
         out[key] = float(np.nanmean(values)) if len(values) else math.nan
     out["n"] = len(per_record)
+    out["n_scored"] = int(sum(not math.isnan(r["loss"]) for r in per_record))
     return out
 
 
@@ -89,6 +90,8 @@ def measure(model_dir: str, responses: dict[str, str], max_len: int = 4096, batc
 
     tokenizer = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
     model = load_model(model_dir, trust_remote_code=trust_remote_code).to(device).eval()
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    max_len = min(max_len, positions or max_len)  # e.g. GPT-2 reads 1,024 tokens
     rows = []
     for gen, path in sorted(responses.items()):
         records = read_jsonl(path)[:max_records]

@@ -217,3 +217,15 @@ def test_transformations_of_gold():
     noisy = transform("noisy", recs, 0, noise=1.0, alphabet="Q")
     assert noisy == ["QQQ", "QQQQQ", "QQ", "QQQ"]
     assert all(r["answer"] in w and len(w) > len(r["answer"]) for w, r in zip(transform("wordy", recs, 0), recs))
+
+
+def test_a_response_truncated_away_has_no_loss(tiny_lm):
+    from itlab.response_metrics import record_metrics, teacher_metrics
+
+    model, tok = tiny_lm
+    long_prompt = "reverse abc " * 30
+    got = record_metrics(model, tok, [{"prompt": long_prompt, "answer": "cba"}, {"prompt": "add", "answer": "7"}],
+                         max_len=20)
+    assert math.isnan(got[0]["loss"]) and not math.isnan(got[1]["loss"])
+    agg = teacher_metrics(got)
+    assert agg["loss"] == pytest.approx(got[1]["loss"]) and agg["n_scored"] == 1
