@@ -73,9 +73,9 @@ def generate_hf(model, tokenizer, instructions: list[str], max_new_tokens: int, 
     return out
 
 
-def generate_one_at_a_time(model, tokenizer, instructions: list[str], max_new_tokens: int) -> list[str]:
+def generate_one_at_a_time(model, tokenizer, instructions: list[str], max_new_tokens: int, eos: bool = True) -> list[str]:
     """The unbatched baseline of benchmarks/generation_throughput.py."""
-    return [generate_hf(model, tokenizer, [p], max_new_tokens, batch_size=1)[0] for p in instructions]
+    return [generate_hf(model, tokenizer, [p], max_new_tokens, batch_size=1, eos=eos)[0] for p in instructions]
 
 
 def generate_vllm(location: str, instructions: list[str], max_new_tokens: int, sampling: dict | None,

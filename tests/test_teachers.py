@@ -229,3 +229,29 @@ def test_a_response_truncated_away_has_no_loss(tiny_lm):
     assert math.isnan(got[0]["loss"]) and not math.isnan(got[1]["loss"])
     agg = teacher_metrics(got)
     assert agg["loss"] == pytest.approx(got[1]["loss"]) and agg["n_scored"] == 1
+
+
+def test_generation_is_batched_and_matches_one_at_a_time(tiny_lm):
+    """generate_responses' HF path: one generate call per batch (left padding), and the same
+    greedy responses as prompting one at a time."""
+    from itlab.generate import generate_hf, generate_one_at_a_time
+
+    model, tok = tiny_lm
+    calls = []
+    original = model.generate
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["input_ids"].shape[0])
+        return original(*args, **kwargs)
+
+    model.generate = counting
+    try:
+        prompts = ["reverse abc", "add 3 and 4 and more words here", "uppercase word", "add 3", "reverse"]
+        batched = generate_hf(model, tok, prompts, 6, batch_size=2, eos=False)  # fixed length
+        assert calls == [2, 2, 1]
+        calls.clear()
+        single = generate_one_at_a_time(model, tok, prompts, 6, eos=False)
+        assert calls == [1] * 5
+    finally:
+        model.generate = original
+    assert batched == single and sum(len(b) > 0 for b in batched) >= 2  # not all empty
