@@ -120,7 +120,7 @@ def responses(name: str, spec: dict, instructions: list[dict], seed: int, model_
     if kind == "dataset":
         out = dataset_responses(spec, spec.get("limit"))
     else:
-        if kind == "model":
+        if kind in ("model", "tuned"):
             g = spec.get("generation", {})
             prompts = [r["prompt"] for r in instructions]
             sampling = {k: g[k] for k in ("temperature", "top_p") if k in g} if g.get("do_sample") else None

@@ -97,15 +97,15 @@ def test_tiny_teachers_grid_runs_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr[-5000:]
     root = tmp_path / "results"
     table = pd.read_csv(root / "studies/teachers/table.tsv", sep="\t")
-    assert sorted(table.generator) == ["base", "gold", "noisy", "shuffled", "wordy"]
+    assert sorted(table.generator) == ["base", "gold", "noisy", "shuffled", "tuned", "wordy"]
     gold = pd.read_csv(root / "data/teachers/gold/rewards.tsv", sep="\t")
     assert (gold["reward:em"] == 1.0).all()  # the checker accepts every gold answer
     wordy = pd.read_csv(root / "data/teachers/wordy/rewards.tsv", sep="\t")
     assert (wordy["reward:em"] == 0.0).all() and wordy.length.mean() > gold.length.mean()
     # every generator answered the same instructions; the training set is the responses file
     ids = {g: [json.loads(l)["id"] for l in (root / f"data/teachers/{g}/responses.jsonl").open()]
-           for g in ("base", "gold", "noisy")}
-    assert ids["base"] == ids["gold"] == ids["noisy"] and len(ids["gold"]) == 40
+           for g in ("base", "tuned", "gold", "noisy")}
+    assert ids["base"] == ids["tuned"] == ids["gold"] == ids["noisy"] and len(ids["gold"]) == 40
     rho = pd.read_csv(root / "studies/teachers/spearman.tsv", sep="\t")
     assert set(rho.metric) >= {"reward:em", "car", "ifd_student", "ppl_reference", "length"}
     summary = (root / "studies/teachers/summary.md").read_text()
