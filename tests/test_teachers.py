@@ -109,6 +109,8 @@ def test_summary_lists_paper_table4_and_says_beta_is_unpublished(tmp_path):
                          {"ap": "x", "rewards": "a, b", "car_reward": "a", "beta": 1.0, "reference": "ref",
                           "paper_names": {"reward:a": "reward:rm1"}})
     assert "0.889" in text and "0.566" in text and "publishes neither beta" in text
+    per_student = stats.spearmanr(t[t.student == "s1"]["reward:a"], t[t.student == "s1"].ap).statistic
+    assert f"| 0 | {per_student:.3f} |" in text  # the beta grid shows each student's rho
     study.figure(t, metrics, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 1000
 

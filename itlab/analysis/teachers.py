@@ -228,10 +228,9 @@ def summary(table: pd.DataFrame, rho: pd.DataFrame, betas: pd.DataFrame, par: pd
                      + f" | {_fmt(avg.rho)} [{_fmt(avg.ci_low)}, {_fmt(avg.ci_high)}] | {paper} |")
     lines += ["", "## CAR: rho vs AP over a grid of beta (averaged over students)", "",
               "| beta | " + " | ".join(students) + " | average |", "|---|" + "---|" * len(students) + "---|"]
-    for r in betas.itertuples(index=False):
-        d = r._asdict()
-        lines.append(f"| {r.beta:g} | " + " | ".join(_fmt(d.get(f"rho:{s}", np.nan)) for s in students)
-                     + f" | {_fmt(r.rho_average)} |")
+    for _, r in betas.iterrows():  # column names hold ':' (not attribute names)
+        lines.append(f"| {r['beta']:g} | " + " | ".join(_fmt(r.get(f"rho:{s}", np.nan)) for s in students)
+                     + f" | {_fmt(r['rho_average'])} |")
     lines += ["", "## The paradox: within a family, does the larger generator teach better?", ""]
     if len(par):
         lines += ["| student | family | generators (by size) | AP (by size) | rho(size, AP) | larger-better share |",
