@@ -183,7 +183,41 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         for k in ("x_len", "y_len", "z_len"):
             _require(s[k][0] <= s[k][1], f"studies.diversity.{k}", f"{s[k]} is not an increasing range")
 
+    if "teachers" in studies:
+        _check_teachers(cfg, studies["teachers"], bases, all_tasks)
+
     _check_runs(cfg)
+
+
+def _check_teachers(cfg: dict, s: dict, bases: list[str], all_tasks: set[str]) -> None:
+    key = "studies.teachers"
+    _check_names(s["students"], bases, f"{key}.students", "a base model id")
+    for recipe_key in ("recipe", "teacher_recipe"):
+        if recipe_key in s:
+            _require(s[recipe_key] in cfg["recipes"], f"{key}.{recipe_key}", f"{s[recipe_key]!r} is not under recipes")
+    _require("reference_model" in s, f"{key}.reference_model",
+             "is required: the fixed model of IFD and perplexity (a base model id or hub id, e.g. gpt2)")
+    needs = {"model": ["model"], "tuned": ["base", "mixture"], "dataset": ["dataset", "column"]}
+    for name, g in s["generators"].items():
+        gkey = f"{key}.generators.{name}"
+        for field in needs.get(g["kind"], []):
+            _require(field in g, f"{gkey}.{field}", f"is required for kind {g['kind']!r}")
+        if g["kind"] == "tuned":
+            _require(g["base"] in bases, f"{gkey}.base", f"{g['base']!r} is not a base model id (known: {', '.join(bases)})")
+            _require(g["mixture"] in cfg["data"]["mixtures"], f"{gkey}.mixture", f"{g['mixture']!r} is not under data.mixtures")
+        for rm in g.get("reward_fields", {}):
+            _require(rm in s["reward_models"], f"{gkey}.reward_fields.{rm}", "is not under studies.teachers.reward_models")
+    for name, rm in s["reward_models"].items():
+        if rm["kind"] == "classifier":
+            _require("model" in rm, f"{key}.reward_models.{name}.model", "is required for kind 'classifier'")
+    _require(s["car"]["reward_model"] in s["reward_models"], f"{key}.car.reward_model",
+             f"{s['car']['reward_model']!r} is not under studies.teachers.reward_models")
+    ev = s["evaluation"]
+    _check_names(ev["tasks"], all_tasks, f"{key}.evaluation.tasks", "a task of data.tasks")
+    _require(bool(ev["tasks"]) != ("judge" in ev), f"{key}.evaluation",
+             "give exactly one of tasks (embedded AP) and judge (paper AP)")
+    if s["instructions"]["tasks"] != "all":
+        _check_names(s["instructions"]["tasks"], all_tasks, f"{key}.instructions.tasks", "a task of data.tasks")
 
 
 def _check_runs(cfg: dict) -> None:

@@ -34,7 +34,7 @@ class BaseModel:
 @dataclass(frozen=True)
 class TrainSet:
     id: str
-    kind: str  # mixture | subset | markov
+    kind: str  # mixture | subset | markov | teacher
     params: tuple = ()
 
     @property
@@ -111,6 +111,7 @@ class Grid:
         self.trainsets: dict[str, TrainSet] = {}
         self.runs: dict[str, TuneRun] = {}
         self.evals: dict[str, EvalJob] = {}
+        self.generators: dict[str, str | None] = {}  # study C: generator -> model key/location (None: no model)
         self._expand_base_models()
         studies = cfg["studies"]
         if "inherent_limits" in studies:
@@ -119,6 +120,8 @@ class Grid:
             self._expand_scaling(studies["scaling"])
         if "diversity" in studies:
             self._expand_diversity(studies["diversity"])
+        if "teachers" in studies:
+            self._expand_teachers(studies["teachers"])
 
     # ---- expansion -------------------------------------------------------------------
     def _expand_base_models(self):
@@ -188,6 +191,33 @@ class Grid:
                 run = self._add_run(base, ts, c["recipe"], seed, "diversity", mixture=mix)
                 self._add_eval(f"tuned/{run.id}", [(t, "tuned_zero_shot") for t in c["eval_tasks"]])
 
+    def _expand_teachers(self, s):
+        """Study C: generators (tuned ladder models become tuning runs themselves), then every
+        student x generator x seed, tuned on that generator's responses."""
+        for name, g in s["generators"].items():
+            if g["kind"] == "tuned":
+                ts = TrainSet(f"mix-{g['mixture']}", "mixture", (("mixture", g["mixture"]),))
+                run = self._add_run(g["base"], ts, s.get("teacher_recipe", s["recipe"]), s["seeds"][0], "teachers")
+                self.generators[name] = f"tuned/{run.id}"
+            elif g["kind"] == "model":
+                self.generators[name] = f"base/{g['model']}" if g["model"] in self.base_models else g["model"]
+            else:
+                self.generators[name] = None
+        tasks = s["evaluation"]["tasks"]
+        for student, gen, seed in itertools.product(s["students"], s["generators"], s["seeds"]):
+            ts = TrainSet(f"teacher-{gen}", "teacher", (("generator", gen),))
+            run = self._add_run(student, ts, s["recipe"], seed, "teachers", generator=gen)
+            if tasks:
+                self._add_eval(f"tuned/{run.id}", [(t, "tuned_zero_shot") for t in tasks])
+
+    def teacher_runs(self) -> dict[str, dict]:
+        """Study C's student runs: model key -> {student, generator, seed}."""
+        return {f"tuned/{r.id}": {"student": r.base, "generator": dict(r.meta)["generator"], "seed": r.seed}
+                for r in self.runs.values() if r.study == "teachers" and "generator" in dict(r.meta)}
+
+    def responses_path(self, generator: str) -> str:
+        return f"{self.root}/data/teachers/{generator}/responses.jsonl"
+
     # ---- paths -----------------------------------------------------------------------
     def task_split(self, task: str, split: str) -> str:
         return f"{self.root}/data/tasks/{task}/{split}.jsonl"
@@ -203,6 +233,8 @@ class Grid:
         ts = self.trainsets[trainset]
         if ts.kind == "markov":
             return f"{self.root}/data/markov/{ts.id}/train.jsonl"
+        if ts.kind == "teacher":
+            return self.responses_path(ts.spec["generator"])
         return f"{self.root}/data/trainsets/{ts.id}.jsonl"
 
     def base_done(self, base: str) -> str:

@@ -43,6 +43,8 @@ wildcard_constraints:
     cell="markov-I[0-9]+-S[0-9]+",
     n="[0-9]+",
     model="(base|tuned)/[A-Za-z0-9._-]+",
+    generator="[A-Za-z0-9._-]+",
+    scorer="[A-Za-z0-9._-]+",
 
 
 def built_base_models():
@@ -73,6 +75,10 @@ def final_outputs():
     if GRID.evals:
         out.append(f"{R}/tables/scores.tsv")
     for study in studies:
+        if study == "teachers" and judge_key_missing():
+            # the judge cannot run: every other rule still does
+            out += teachers_targets()
+            continue
         out.append(f"{R}/studies/{study}/summary.md")
     return out
 
@@ -197,3 +203,109 @@ def print_summaries():
             print(f"itlab: {study} summary: {path}")
     if os.path.exists(f"{R}/tables/scores.tsv"):
         print(f"itlab: results table: {R}/tables/scores.tsv")
+
+
+# ---- study C (teachers) ------------------------------------------------------------------
+def teachers_study():
+    return config["studies"].get("teachers", {})
+
+
+def teacher_generators():
+    return sorted(teachers_study().get("generators", {}))
+
+
+def generator_spec(wildcards):
+    """A generator's settings, with the study's generation defaults filled in."""
+    s = teachers_study()
+    g = dict(s["generators"][wildcards.generator])
+    g["generation"] = {**s["generation"], **g.get("generation", {})}
+    return g
+
+
+def instruction_tasks():
+    if not teachers_study():
+        return []
+    tasks = teachers_study()["instructions"]["tasks"]
+    if tasks == "all":
+        return sorted(t for t in all_tasks(config) if t not in heldout_tasks(config))
+    return list(tasks)
+
+
+def model_location(key):
+    """(folder or hub id, files that must exist first) of a grid model key or a hub id."""
+    kind, _, name = key.partition("/")
+    built = kind == "base" and name in GRID.base_models
+    if built or (kind == "tuned" and name in GRID.runs):
+        return GRID.model_dir(key), GRID.model_done(key)
+    return key, []
+
+
+def generate_inputs(wildcards):
+    out = {}
+    if teachers_study()["generators"][wildcards.generator]["kind"] != "dataset":
+        out["instructions"] = f"{R}/data/teachers/instructions.jsonl"
+    model = GRID.generators[wildcards.generator]
+    if model:
+        out["model"] = model_location(model)[1]
+    return out
+
+
+def generator_model_dir(wildcards):
+    model = GRID.generators[wildcards.generator]
+    return model_location(model)[0] if model else None
+
+
+def teacher_scorers():
+    """Scoring models of loss/IFD/perplexity: every student, and the fixed reference."""
+    return teachers_study()["students"] + ["reference"] if teachers_study() else []
+
+
+def scorer_key(scorer):
+    s = teachers_study()
+    name = s["reference_model"] if scorer == "reference" else scorer
+    return f"base/{name}" if name in GRID.base_models else name
+
+
+def measure_inputs(wildcards):
+    return {
+        "responses": [GRID.responses_path(g) for g in teacher_generators()],
+        "model": model_location(scorer_key(wildcards.scorer))[1],
+    }
+
+
+def teacher_judge():
+    return teachers_study().get("evaluation", {}).get("judge")
+
+
+def judge_key_missing():
+    """The judge's key variable when it is needed and not set in the environment, else None."""
+    judge = teacher_judge()
+    if judge and judge["api_key_env"] and not os.environ.get(judge["api_key_env"]):
+        return judge["api_key_env"]
+    return None
+
+
+def judged_scores(wildcards=None):
+    return {m: f"{R}/judge/{m}/scores.tsv" for m in sorted(GRID.teacher_runs())}
+
+
+def analyze_teachers_inputs(wildcards):
+    out = {
+        "rewards": [f"{R}/data/teachers/{g}/rewards.tsv" for g in teacher_generators()],
+        "metrics": [f"{R}/studies/teachers/metrics/{s}.tsv" for s in teacher_scorers()],
+    }
+    if teacher_judge():
+        out["judged"] = list(judged_scores().values())
+    else:
+        out["table"] = f"{R}/tables/scores.tsv"
+    return out
+
+
+def teachers_targets():
+    """Without the judge's key, everything of study C but the judge and its analysis."""
+    runs = GRID.teacher_runs()
+    return (
+        [f"{R}/data/teachers/{g}/rewards.tsv" for g in teacher_generators()]
+        + [f"{R}/studies/teachers/metrics/{s}.tsv" for s in teacher_scorers()]
+        + [f"{R}/judge/{m}/answers.jsonl" for m in sorted(runs)]
+    )
