@@ -61,9 +61,23 @@ def task_yaml(task: str, condition: str, files: dict, k_shot: int, max_new_token
     return spec
 
 
+def harness_spec(manager, name: str, folder: str | Path) -> dict:
+    """An lm-eval harness task (its own YAML: prompts, filters, metrics) pointed at its
+    mirrored data set (the arrow files of save_to_disk), so that it never reaches the hub."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = manager.task_index[name]
+    cfg = load_yaml(entry.yaml_path, resolve_func=True)
+    folder = Path(folder).resolve()
+    files = {p.name: str(p / "*.arrow") for p in sorted(folder.iterdir()) if p.is_dir() and any(p.glob("*.arrow"))}
+    cfg.update(dataset_path="arrow", dataset_name=None, dataset_kwargs={"data_files": files})
+    return cfg
+
+
 def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_shot: int, batch_size: int,
         max_new_tokens: int, max_items: int, out_dir: str | Path, trust_remote_code: bool = False,
-        lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu", allow_code_execution: bool = False):
+        lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu", allow_code_execution: bool = False,
+        harness_data: dict[str, str] | None = None):
     """Evaluate one model on (task, condition) pairs; write samples.jsonl and return a score table."""
     import pandas as pd
 
@@ -90,6 +104,8 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             (work / f"{spec['task']}.yaml").write_text(_dump(spec))
             names[(task, cond)] = spec["task"]
         manager = TaskManager(include_path=str(work), include_defaults=bool(lm_eval_tasks))
+        # harness tasks read their data set from the mirror (harness_data: lm-eval task -> folder)
+        specs = {n: harness_spec(manager, n, f) for n, f in (harness_data or {}).items()}
         lm = HFLM(pretrained=model_dir, batch_size=batch_size, device=device, trust_remote_code=trust_remote_code,
                   max_length=None)
         rows, samples = [], []
@@ -97,7 +113,8 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             group = [(t, c) for (t, c) in items if CONDITIONS[c][2] == chat]
             if not group:
                 continue
-            res = lm_eval.simple_evaluate(model=lm, tasks=sorted({names[p] for p in group}), task_manager=manager,
+            res = lm_eval.simple_evaluate(model=lm, tasks=[specs.get(n, n) for n in sorted({names[p] for p in group})],
+                                          task_manager=manager,
                                           limit=max_items, log_samples=True, apply_chat_template=chat,
                                           fewshot_as_multiturn=chat and any(CONDITIONS[c][1] for _, c in group),
                                           random_seed=0, numpy_random_seed=0, torch_random_seed=0,
