@@ -191,15 +191,12 @@ def test_hub_errors_are_one_line_naming_the_key(monkeypatch, tmp_path):
     import huggingface_hub
     from huggingface_hub import errors
 
-    class Resp:
-        status_code, headers, url = 404, {}, "https://huggingface.co"
+    import httpx2 as httpx
 
-        def json(self):
-            return {}
-
-    cases = [(errors.RepositoryNotFoundError("nope", response=Resp()), "does not exist on the hub"),
-             (errors.RevisionNotFoundError("nope", response=Resp()), "revision of model .* does not exist"),
-             (errors.GatedRepoError("gated", response=Resp()), "is gated: accept its licence on the hub and export HF_TOKEN")]
+    resp = httpx.Response(404, request=httpx.Request("GET", "https://huggingface.co/api/models/x"))
+    cases = [(errors.RepositoryNotFoundError("nope", response=resp), "does not exist on the hub"),
+             (errors.RevisionNotFoundError("nope", response=resp), "revision of model .* does not exist"),
+             (errors.GatedRepoError("gated", response=resp), "is gated: accept its licence on the hub and export HF_TOKEN")]
     monkeypatch.delenv("HF_TOKEN", raising=False)
     dest = tmp_path / "m"
     hub.standin_model("meta-llama/Llama-2-7b-hf", dest)  # something fetched before ...
