@@ -232,8 +232,20 @@ def standin_model(hub_id: str, dest: str | Path, key: str = "model", seed: int =
         torch.manual_seed(seed)
         model = getattr(transformers, spec["architecture"])(config)
         model.save_pretrained(tmp, safe_serialization=True)
-        return _write_manifest(tmp, {"id": hub_id, "revision": "standin", "commit": "standin", "kind": "model",
+        return _write_manifest(tmp, {"id": hub_id, "revision": "standin", "commit": standin_version("model", hub_id, seed),
+                                     "kind": "model",
                                      "standin": True, "architecture": spec["architecture"], "source": spec["source"]})
+
+
+GENERATOR_VERSION = 2  # bump when the stand-in generators change: stand-ins are rebuilt
+
+
+def standin_version(kind: str, hub_id: str, *args) -> str:
+    """The 'commit' of a stand-in: a hash of its fixture (or table entry) and generator, so
+    that a changed fixture rebuilds the entry and a reused one is the same."""
+    spec = model_table().get(hub_id) if kind == "model" else dataset_fixture(hub_id)
+    text = json.dumps([GENERATOR_VERSION, kind, hub_id, spec, *args], sort_keys=True, default=str)
+    return "standin-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 STANDIN_TEXT = ("the quick brown fox jumps over the lazy dog def return print import class yes no maybe "
@@ -321,10 +333,10 @@ def _value(feature, rng, words):
     if isinstance(feature, ClassLabel):
         return rng.randrange(feature.num_classes)
     if isinstance(feature, List):
-        return [_value(feature.feature, rng, words) for _ in range(rng.randint(1, 3))]
+        return [_value(feature.feature, rng, words) for _ in range(rng.randint(2, 3))]
     if isinstance(feature, dict):
         if all(isinstance(v, List) for v in feature.values()):  # dict of lists: equal lengths
-            n = rng.randint(1, 3)
+            n = rng.randint(2, 3)
             return {k: [_value(v.feature, rng, words) for _ in range(n)] for k, v in feature.items()}
         return {k: _value(v, rng, words) for k, v in feature.items()}
     assert isinstance(feature, Value)
@@ -366,7 +378,8 @@ def standin_dataset(hub_id: str, subset: str | None, dest: str | Path, rows: int
     dest = Path(dest)
     with _atomic_dir(dest) as tmp:
         ds.save_to_disk(str(tmp))
-        return _write_manifest(tmp, {"id": hub_id, "subset": subset, "revision": "standin", "commit": "standin",
+        return _write_manifest(tmp, {"id": hub_id, "subset": subset, "revision": "standin",
+                                     "commit": standin_version("dataset", hub_id, subset, rows, seed),
                                      "kind": "dataset", "standin": True, "card": fixture["card"],
                                      "splits": _splits_info(ds)})
 
@@ -513,16 +526,17 @@ def check_mirrored_templates(cfg: dict) -> None:  # noqa: D401
 
 
 # ---- the fetch rules ------------------------------------------------------------------------------
-def _reusable(dest: Path, hub_id: str, revision: str, standin: bool) -> dict | None:
+def _reusable(dest: Path, hub_id: str, revision: str, standin: bool, version_args=()) -> dict | None:
     """The record of a complete earlier fetch of the same id, revision and kind, if any."""
     path = dest / FETCHED
     if not path.exists():
         return None
     rec = json.loads(path.read_text())
-    if rec.get("id") == hub_id and rec.get("revision") == (("standin" if standin else revision)) \
-            and bool(rec.get("standin")) == standin:
-        return rec
-    return None
+    if rec.get("id") != hub_id or bool(rec.get("standin")) != standin:
+        return None
+    if standin:  # the same fixture and generator
+        return rec if rec.get("commit") == standin_version(*version_args) else None
+    return rec if rec.get("revision") == revision else None
 
 
 def _publish(dest: Path, rec: dict) -> dict:
@@ -536,7 +550,7 @@ def ensure_model(entry: dict, dest: str | Path, standin: bool, seed: int = 0) ->
     """Rule fetch_model: the mirror entry of one hub model (downloaded or a stand-in), reused
     when a complete fetch of the same revision is already there."""
     dest = Path(dest)
-    rec = _reusable(dest, entry["id"], entry["revision"], standin)
+    rec = _reusable(dest, entry["id"], entry["revision"], standin, ("model", entry["id"], seed))
     if rec is None:
         rec = standin_model(entry["id"], dest, entry["key"], seed) if standin else \
             fetch_model(entry["id"], entry["revision"], dest, entry["key"])
@@ -549,7 +563,8 @@ def ensure_dataset(entry: dict, dest: str | Path, standin: bool, rows: int = 40,
     checked against its schema (splits, template columns, choices vs label names). A failed
     check keeps the fetched data: after fixing the config nothing is downloaded again."""
     dest = Path(dest)
-    rec = _reusable(dest, entry["id"], entry["revision"], standin)
+    rec = _reusable(dest, entry["id"], entry["revision"], standin,
+                    ("dataset", entry["id"], entry["subset"], rows, seed))
     if rec is None:
         if standin:
             rec = standin_dataset(entry["id"], entry["subset"], dest, rows, entry["key"], seed)
