@@ -164,13 +164,21 @@ def eval_inputs(wildcards):
         for f in GRID.eval_task_files(t).values()
     ]
     harness = harness_manifests(t for t, _ in job.items if lm_eval_task(t))
-    return {"model": GRID.model_done(job.model), "data": sorted(set(files)), "harness": harness}
+    return {
+        "model": GRID.model_done(job.model),
+        "data": sorted(set(files)),
+        "harness": harness,
+    }
 
 
 def harness_folders(wildcards):
     """lm-eval harness task -> its mirrored data set folder, for this evaluation job."""
     tasks = {lm_eval_task(t) for t, _ in eval_job(wildcards).items if lm_eval_task(t)}
-    return {n: hub.harness_dataset_dir(config, n) for n in sorted(tasks) if hub.harness_dataset_dir(config, n)}
+    return {
+        n: hub.harness_dataset_dir(config, n)
+        for n in sorted(tasks)
+        if hub.harness_dataset_dir(config, n)
+    }
 
 
 def eval_params(wildcards):
