@@ -68,7 +68,10 @@ def test_standin_inherent_limits(tmp_path):
 def test_standin_scaling(tmp_path):
     root = _run_standin("scaling", tmp_path)
     table = pd.read_csv(root / "tables/scores.tsv", sep="\t")
-    assert {"gsm8k", "subqa", "self_align", "conifer"} <= set(table.task)
+    assert {"gsm8k", "subqa"} <= set(table.task)
+    assert "exact_match,flexible-extract" in set(table.metric)  # gsm8k's own harness task, from the mirror
+    args = json.loads((root / "tuned/llama3-70b__sub-gsm8k-n4__full-70b__seed-1/model/train_args.json").read_text())
+    assert args["zero_stage"] == 3 and args["offload_optimizer"]  # the 70B recipe and ZeRO settings
     assert (root / "studies/scaling/fits.tsv").exists() and (root / "studies/scaling/summary.md").exists()
 
 
@@ -76,5 +79,25 @@ def test_standin_scaling(tmp_path):
 def test_standin_diversity(tmp_path):
     root = _run_standin("diversity", tmp_path)
     table = pd.read_csv(root / "tables/scores.tsv", sep="\t")
-    assert {"humaneval", "mbpp"} <= set(table.task)
+    assert {"markov-I4-S16", "markov-I8-S8", "oss_instruct"} <= set(table.task)
     assert (root / "studies/diversity/summary.md").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="lm-eval's HumanEval/MBPP load the code_eval metric script from the hub "
+                                       "when the task is built; the mirror does not hold it yet")
+def test_code_benchmarks_build_offline(tmp_path):
+    import subprocess
+    import sys
+
+    code = "from lm_eval.tasks import TaskManager; TaskManager().load(['humaneval'])"
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                              "HF_EVALUATE_OFFLINE": "1", "HF_ALLOW_CODE_EVAL": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+@pytest.mark.xfail(strict=True, reason="IFEval needs langdetect (not in requirements.txt) and nltk data")
+def test_ifeval_builds_offline():
+    import importlib
+
+    importlib.import_module("lm_eval.tasks.ifeval.instructions")
