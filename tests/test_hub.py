@@ -239,30 +239,33 @@ def _tiny_hub_config(tmp_path, standin=True, model="meta-llama/Llama-2-7b-hf"):
 def test_fetch_jobs_run_once_and_a_second_run_schedules_none(tmp_path):
     cfg = _tiny_hub_config(tmp_path)
     path = write_config(tmp_path, cfg)
-    res = snakemake("--cores", "2", "--configfile", str(path), "fetch_all")
+    res = snakemake("fetch_all", "--cores", "2", "--configfile", str(path))
     assert res.returncode == 0, res.stderr[-3000:]
     manifest = json.loads((tmp_path / "mirror/models/meta-llama--Llama-2-7b-hf/MANIFEST.json").read_text())
     assert manifest["standin"] and manifest["architecture"] == "LlamaForCausalLM"
     # the mirror is complete: with the hub blocked, nothing is scheduled
-    res = snakemake("-n", "--cores", "2", "--configfile", str(path), "fetch_all",
+    res = snakemake("fetch_all", "-n", "--cores", "2", "--configfile", str(path),
                     env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-    assert res.returncode == 0 and "fetch_" not in res.stdout.split("Nothing to be done")[0], res.stdout[-2000:]
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "Nothing to be done" in out and "rule fetch_" not in out, out[-2000:]
     # a base model of the grid is read from the mirror: its manifest is the tuning input
     res = snakemake("-n", "--cores", "2", "--configfile", str(path))
-    assert "standin" not in res.stdout or "fetch_model" not in res.stdout
+    stats = res.stdout[res.stdout.index("Job stats:"):]
+    assert "tune_model" in stats and "fetch_model" not in stats and "fetch_dataset" not in stats
+    assert "mirror/models/meta-llama--Llama-2-7b-hf/MANIFEST.json" in res.stdout  # an input of its jobs
 
 
 def test_bad_hub_input_stops_with_one_line_and_no_traceback(tmp_path):
     cfg = _tiny_hub_config(tmp_path, standin=True, model="itlab-test/no-such-model")
     path = write_config(tmp_path, cfg)
-    res = snakemake("--cores", "1", "--configfile", str(path), "fetch_all")
+    res = snakemake("fetch_all", "--cores", "1", "--configfile", str(path))
     assert res.returncode != 0
     assert "itlab: error: families.llama2.hub.7b: itlab-test/no-such-model has no stand-in entry" in res.stderr
     assert "Traceback" not in res.stderr
     # real mode without network: one line naming the key
     cfg = _tiny_hub_config(tmp_path, standin=False)
     path = write_config(tmp_path, cfg)
-    res = snakemake("--cores", "1", "--configfile", str(path), "fetch_all", env={"HF_HUB_OFFLINE": "1"})
+    res = snakemake("fetch_all", "--cores", "1", "--configfile", str(path), env={"HF_HUB_OFFLINE": "1"})
     assert res.returncode != 0
     assert re.search(r"itlab: error: (families.llama2.hub.7b|data.hub_tasks.anli_r1.dataset): .*cannot be fetched",
                      res.stderr), res.stderr[-3000:]
@@ -272,7 +275,7 @@ def test_bad_hub_input_stops_with_one_line_and_no_traceback(tmp_path):
 def test_a_template_error_in_the_mirror_stops_the_dry_run(tmp_path):
     cfg = _tiny_hub_config(tmp_path)
     path = write_config(tmp_path, cfg)
-    assert snakemake("--cores", "2", "--configfile", str(path), "fetch_all").returncode == 0
+    assert snakemake("fetch_all", "--cores", "2", "--configfile", str(path)).returncode == 0
     cfg["data"]["hub_tasks"]["anli_r1"]["input_template"] = "{premis}"
     path = write_config(tmp_path, cfg)
     res = snakemake("-n", "--cores", "1", "--configfile", str(path))
