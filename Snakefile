@@ -9,6 +9,7 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/hub.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/tune.smk"

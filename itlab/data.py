@@ -52,11 +52,14 @@ def format_plain(prompt: str, answer: str | None = None) -> str:
     return text if answer is None else f"{text} {answer}"
 
 
-def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None) -> list[dict]:
-    """Paper scale: rows of a Hugging Face data set rendered into itlab's record format."""
-    from datasets import load_dataset
+def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None, rows=None) -> list[dict]:
+    """Paper scale: rows of a Hugging Face data set rendered into itlab's record format
+    (``rows``: the split, already read from the mirror; else loaded from the hub)."""
+    if rows is None:
+        from datasets import load_dataset
 
-    ds = load_dataset(spec["dataset"], spec.get("subset"), split=spec[f"{split}_split"])
+        rows = load_dataset(spec["dataset"], spec.get("subset"), split=spec[f"{split}_split"])
+    ds = rows
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     records = []
@@ -70,6 +73,20 @@ def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None) -
                         "prompt": spec["input_template"].format(**row),
                         "answer": spec["target_template"].format(**row), "inputs": {}})
     return records
+
+
+def carve_test(train, n: int, task: str, seed: int, key: str):
+    """(train, test) of a data set with no test split: ``n`` rows of a seeded permutation of
+    the training split become the test split and leave training (the same rows every run)."""
+    from itlab.hub import HubError
+
+    if n >= len(train):
+        raise HubError(key, f"carving {n} test rows leaves no training rows ({len(train)} in the training split)")
+    order = list(range(len(train)))
+    rng_for("carve-test", task, seed).shuffle(order)
+    test_idx = sorted(order[:n])
+    held = set(test_idx)
+    return train.select([i for i in range(len(train)) if i not in held]), train.select(test_idx)
 
 
 # ---- mixtures -------------------------------------------------------------------------

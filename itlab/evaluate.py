@@ -91,10 +91,23 @@ def runs_code(manager, name: str) -> bool:
     return bool(entry is not None and entry.cfg and entry.cfg.get("unsafe_code"))
 
 
+def harness_spec(manager, name: str, folder: str | Path) -> dict:
+    """An lm-eval harness task (its own YAML: prompts, filters, metrics) pointed at its
+    mirrored data set (the arrow files of save_to_disk), so that it never reaches the hub."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = manager.task_index[name]
+    cfg = load_yaml(entry.yaml_path, resolve_func=True)
+    folder = Path(folder).resolve()
+    files = {p.name: str(p / "*.arrow") for p in sorted(folder.iterdir()) if p.is_dir() and any(p.glob("*.arrow"))}
+    cfg.update(dataset_path="arrow", dataset_name=None, dataset_kwargs={"data_files": files})
+    return cfg
+
+
 def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_shot: int, batch_size: int,
         max_new_tokens: int, max_items: int, out_dir: str | Path, trust_remote_code: bool = False,
         lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu", allow_code_execution: bool = False,
-        gpus: int = 0, metrics: dict[str, str] | None = None):
+        gpus: int = 0, metrics: dict[str, str] | None = None, harness_data: dict[str, str] | None = None):
     """Evaluate one model on (task, condition) pairs; write samples.jsonl and return a score table.
 
     One ``simple_evaluate`` call per condition, with its number of shots (lm-eval's own tasks
@@ -132,13 +145,16 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
                              "evaluation.allow_code_execution: true (only where jobs are sandboxed)")
         if code:  # lm-eval's code_eval metric refuses to run without it; set for these jobs only
             os.environ["HF_ALLOW_CODE_EVAL"] = "1"
+        # harness tasks read their data set from the mirror (harness_data: lm-eval task -> folder)
+        specs = {n: harness_spec(manager, n, f) for n, f in (harness_data or {}).items()}
         lm = HFLM(**hflm_kwargs(model_dir, batch_size, device, trust_remote_code, gpus))
         rows, samples = [], []
         for cond in sorted({c for _, c in items}):
             _, few, chat = CONDITIONS[cond]
             group = [(t, c) for (t, c) in items if c == cond]
             tasks = sorted({names[p] for p in group})
-            res = lm_eval.simple_evaluate(model=lm, tasks=tasks, task_manager=manager, num_fewshot=k_shot if few else 0,
+            res = lm_eval.simple_evaluate(model=lm, tasks=[specs.get(n, n) for n in tasks], task_manager=manager,
+                                          num_fewshot=k_shot if few else 0,
                                           limit=max_items, log_samples=True, apply_chat_template=chat,
                                           fewshot_as_multiturn=chat and few,
                                           random_seed=0, numpy_random_seed=0, torch_random_seed=0,

@@ -245,6 +245,10 @@ class Grid:
         kind, name = model.split("/", 1)
         if kind == "base":
             bm = self.base_models[name]
+            if bm.source == "hub":  # compute jobs read hub models from the mirror only
+                from itlab.hub import model_path
+
+                return model_path(self.cfg["mirror"]["dir"], bm.location)
             if bm.source != "build":
                 return bm.location
         return f"{self.root}/{kind}/{name}/model"
@@ -252,7 +256,10 @@ class Grid:
     def model_done(self, model: str) -> list[str]:
         kind, name = model.split("/", 1)
         if kind == "base":
-            return [self.base_done(name)] if self.base_models[name].source == "build" else []
+            bm = self.base_models[name]
+            if bm.source == "hub":  # the mirror entry (its manifest enters provenance)
+                return [f"{self.model_dir(model)}/MANIFEST.json"]
+            return [self.base_done(name)] if bm.source == "build" else []
         return [f"{self.root}/tuned/{name}/DONE.json"]
 
     def eval_scores(self, model: str) -> str:

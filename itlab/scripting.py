@@ -24,3 +24,17 @@ def logged(smk):
         finally:
             fh.flush()
             sys.stdout, sys.stderr = old
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """A bad id, revision, token, split or template ends the job with one line naming the
+    config key (in the log and on the terminal), not a traceback."""
+    from itlab.hub import HubError
+
+    try:
+        yield
+    except HubError as err:
+        print(f"itlab: error: {err}", file=sys.stdout, flush=True)
+        print(f"itlab: error: {err}", file=sys.__stderr__, flush=True)
+        raise SystemExit(1) from None

@@ -34,6 +34,39 @@ GRID = Grid(config)
 R = config["results_dir"]
 ENVS = "../envs"
 
+# ---- the hub mirror (rules/hub.smk) ------------------------------------------------------
+from itlab import hub  # noqa: E402
+
+MIRROR = config["mirror"]["dir"]
+HUB_MODELS = hub.mirror_models(config)
+HUB_DATASETS = hub.mirror_datasets(config)
+try:  # templates against the schemas of data sets already mirrored: before any job
+    hub.check_mirrored_templates(config)
+except hub.HubError as err:
+    raise SystemExit(f"itlab: error: {err}")
+
+
+def entry_pattern(entries):
+    import re
+
+    return "|".join(re.escape(k) for k in entries) or "(?!)"
+
+
+def mirror_manifests():
+    return [f"{MIRROR}/models/{k}/MANIFEST.json" for k in HUB_MODELS] + [
+        f"{MIRROR}/datasets/{k}/MANIFEST.json" for k in HUB_DATASETS
+    ]
+
+
+def task_dataset_manifest(wildcards):
+    return f"{hub.task_dataset_dir(config, wildcards.task)}/MANIFEST.json"
+
+
+def harness_manifests(tasks):
+    """Mirrored data sets of the lm-eval harness tasks among ``tasks``."""
+    dirs = {hub.harness_dataset_dir(config, lm_eval_task(t)) for t in tasks}
+    return sorted(f"{d}/MANIFEST.json" for d in dirs if d)
+
 
 wildcard_constraints:
     base="[A-Za-z0-9._-]+",
@@ -144,7 +177,22 @@ def eval_inputs(wildcards):
         if not lm_eval_task(t)
         for f in GRID.eval_task_files(t).values()
     ]
-    return {"model": GRID.model_done(job.model), "data": sorted(set(files))}
+    harness = harness_manifests(t for t, _ in job.items if lm_eval_task(t))
+    return {
+        "model": GRID.model_done(job.model),
+        "data": sorted(set(files)),
+        "harness": harness,
+    }
+
+
+def harness_folders(wildcards):
+    """lm-eval harness task -> its mirrored data set folder, for this evaluation job."""
+    tasks = {lm_eval_task(t) for t, _ in eval_job(wildcards).items if lm_eval_task(t)}
+    return {
+        n: hub.harness_dataset_dir(config, n)
+        for n in sorted(tasks)
+        if hub.harness_dataset_dir(config, n)
+    }
 
 
 def eval_params(wildcards):

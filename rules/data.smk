@@ -20,6 +20,8 @@ rule synthesize_tasks:
 
 
 rule download_task:
+    input:
+        manifest=task_dataset_manifest,
     output:
         train=f"{R}/data/tasks/{{task}}/train.jsonl",
         test=f"{R}/data/tasks/{{task}}/test.jsonl",
@@ -35,6 +37,9 @@ rule download_task:
     params:
         spec=lambda wildcards: config["data"]["hub_tasks"][wildcards.task],
         max_items=config["evaluation"]["max_items_per_task"],
+        folder=lambda wildcards: hub.task_dataset_dir(config, wildcards.task),
+        standin=config["mirror"]["standin"],
+        seed=config["seed"],
     script:
         "../scripts/download_task.py"
 

@@ -25,5 +25,6 @@ rule evaluate_model:
         spec=eval_params,
         trust_remote_code=config["trust_remote_code"],
         device=config["device"],
+        harness_data=harness_folders,
     script:
         "../scripts/evaluate_model.py"

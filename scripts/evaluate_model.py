@@ -5,11 +5,13 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
 import torch  # noqa: E402
 
+from itlab import hub  # noqa: E402
 from itlab.evaluate import run  # noqa: E402
 from itlab.io import write_table  # noqa: E402
 from itlab.scripting import logged  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
+    hub.offline()  # hub models and data sets come from the mirror only
     s = snakemake.params.spec  # noqa: F821
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     scores = run(s["model_dir"], [tuple(i) for i in s["items"]], s["files"], s["k_shot"], s["batch_size"],
@@ -17,6 +19,7 @@ with logged(snakemake):  # noqa: F821
                  trust_remote_code=snakemake.params.trust_remote_code,  # noqa: F821
                  lm_eval_tasks=s["lm_eval_tasks"], allow_code_execution=s["allow_code_execution"],
                  gpus=snakemake.resources.gpu, metrics=s.get("metrics"),  # noqa: F821
-                 device="cuda" if snakemake.params.device == "cuda" else "cpu")  # noqa: F821
+                 device="cuda" if snakemake.params.device == "cuda" else "cpu",  # noqa: F821
+                 harness_data=snakemake.params.harness_data)  # noqa: F821
     write_table(snakemake.output.scores, scores)  # noqa: F821
     print(scores.to_string())

@@ -1,14 +1,20 @@
 """Rule tune_model: launch one DeepSpeed tuning run (resumes from its newest checkpoint)."""
 
 import sys
+from pathlib import Path
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
+from itlab import hub  # noqa: E402
 from itlab.scripting import logged  # noqa: E402
 from itlab.train.args import TrainArguments  # noqa: E402
 from itlab.train.launch import launch  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
+    hub.offline()  # hub base models come from the mirror only
     args = TrainArguments.from_dict(snakemake.params.args)  # noqa: F821
+    if (Path(args.model_path) / hub.MANIFEST).exists():  # revision + content hash: provenance and fingerprint
+        m = hub.read_manifest(args.model_path)
+        args.base_revision = f"{m['id']}@{m['commit']}:{m['content_sha256']}"
     code = launch(args, log=sys.stdout, **snakemake.params.launch)  # noqa: F821
     if code:
         raise SystemExit(f"tuning exited with code {code}; rerun to resume from the last checkpoint")

@@ -111,7 +111,9 @@ def test_sbatch_arguments_of_a_multi_gpu_tuning_job(tmp_path):
 
 def test_failing_job_fails_the_run_and_shows_its_log(tmp_path):
     cfg, _ = _config(tmp_path)
-    cfg["families"]["ghost"] = {"hub": {"s": "itlab-test/no-such-model"}}
+    # an empty local model folder (a hub id would now fail earlier, in the local fetch_model job)
+    (tmp_path / "no-such-model").mkdir()
+    cfg["families"]["ghost"] = {"local": {"s": str(tmp_path / "no-such-model")}}
     cfg["base_models"] = {"ghost": ["s"]}
     path = write_config(tmp_path, cfg)
     target = f"{cfg['results_dir']}/eval/base/ghost-s/scores.tsv"
@@ -122,4 +124,4 @@ def test_failing_job_fails_the_run_and_shows_its_log(tmp_path):
     assert "Error in rule evaluate_model" in out
     # the job's own log, shown by show-failed-logs, says which model failed to load
     assert re.search(r"Logfile .*logs/evaluate_model/base/ghost-s.log:", out)
-    assert "[itlab] evaluating itlab-test/no-such-model" in out
+    assert f"[itlab] evaluating {tmp_path / 'no-such-model'}" in out

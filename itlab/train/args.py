@@ -51,6 +51,7 @@ class TrainArguments:
     keep_checkpoints: int = _f(2, "Complete checkpoints kept; older ones are pruned.")
     log_every: int = _f(1, "Optimizer steps between metric lines.")
     trust_remote_code: bool = _f(False, "Allow model code from the hub (only if the config asks).")
+    base_revision: str = _f("", "Hub base model: commit and content hash of its mirror entry (set from MANIFEST.json).")
     peak_tflops: float = _f(0.0, "Accelerator peak TFLOP/s for MFU (0: look up the GPU, none on CPU).")
     stop_after_steps: int = _f(0, "Testing aid: checkpoint and exit with code 3 after this many steps.")
 
@@ -74,7 +75,9 @@ class TrainArguments:
         ns = parser.parse_args(argv)
         values: dict = {}
         for path in ns.args:
-            values.update(yaml.safe_load(Path(path).read_text()) or {})
+            text = Path(path).read_text()
+            # JSON files are read as JSON: YAML 1.1 reads json.dumps' "5e-05" as a string
+            values.update((json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {})
         values.update({k: v for k, v in vars(ns).items() if k != "args" and v is not None})
         return cls.from_dict(values)
 

@@ -1,0 +1,582 @@
+"""The hub mirror: every hub model and data set a grid needs, fetched once into one folder
+(``mirror.dir``) where snakemake runs, and read from there, offline, by every compute job.
+
+Layout (``<key>`` is the hub id with ``/`` -> ``--``, plus ``--<subset>`` for data sets)::
+
+    <mirror>/models/<key>/       snapshot_download of the model (config, tokenizer, safetensors)
+    <mirror>/models/<key>/MANIFEST.json
+    <mirror>/datasets/<key>/     DatasetDict.save_to_disk of the data set (one folder per split)
+    <mirror>/datasets/<key>/MANIFEST.json
+
+A manifest records the requested and resolved revision, whether the entry is a stand-in,
+and the SHA-256 of every file plus one content hash over them; tuning and evaluation copy it
+into their provenance and the training fingerprint. Each entry is built in a temporary
+sibling folder and renamed into place: a failed or killed fetch never leaves (or replaces)
+an entry, so nothing fetched before is lost.
+
+Stand-in mode (``mirror.standin: true``) fills the same layout without a network: per model
+a tiny randomly initialised model of the real architecture class with a small tokenizer of
+the same kind and special tokens (``itlab/fixtures/models.yaml``), per data set rows
+generated from its real schema (``itlab/fixtures/datasets/*.yaml``, each naming its card).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import string
+from pathlib import Path
+
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MANIFEST = "MANIFEST.json"  # written once the entry is fetched and checked (the rules' output)
+FETCHED = "FETCHED.json"  # written with the data: a complete fetch, reused without downloading
+# Only what from_pretrained needs: safetensors weights, configs, tokenizer files. Never
+# pickled weights (*.bin, *.pth) and never remote code unless trust_remote_code is set.
+MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.tiktoken", "*.txt"]
+
+
+class HubError(RuntimeError):
+    """A bad hub id, revision, token, split or template: one line naming the config key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+# ---- names and paths ----------------------------------------------------------------------
+def entry_key(hub_id: str, subset: str | None = None) -> str:
+    key = hub_id.replace("/", "--")
+    return f"{key}--{subset}" if subset else key
+
+
+def model_path(mirror: str, hub_id: str) -> str:
+    return f"{mirror}/models/{entry_key(hub_id)}"
+
+
+def dataset_path(mirror: str, hub_id: str, subset: str | None = None) -> str:
+    return f"{mirror}/datasets/{entry_key(hub_id, subset)}"
+
+
+def offline() -> None:
+    """Compute jobs read the mirror only: any attempt to reach the hub fails at once."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def _token():
+    return os.environ.get("HF_TOKEN") or None  # gated models: from the environment only
+
+
+# ---- manifests ----------------------------------------------------------------------------
+def file_hashes(folder: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name not in (MANIFEST, FETCHED) and ".cache" not in p.parts:
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[str(p.relative_to(folder))] = h.hexdigest()
+    return out
+
+
+def _write_manifest(folder: Path, info: dict) -> dict:
+    files = file_hashes(folder)
+    content = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    manifest = {**info, "files": files, "content_sha256": content}
+    (folder / FETCHED).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def read_manifest(folder: str | Path, standin: bool | None = None) -> dict:
+    """The manifest of a mirror entry; with ``standin``, refuse an entry of the other kind
+    (a stand-in must never be read as the real model, nor the reverse)."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        raise HubError(str(folder), "not in the mirror (run the fetch rules first: snakemake fetch_all)")
+    manifest = json.loads(path.read_text())
+    if standin is not None and bool(manifest.get("standin")) != standin:
+        kind = "a stand-in" if manifest.get("standin") else "a real download"
+        raise HubError("mirror.standin", f"{folder} holds {kind}; use another mirror.dir for this mode")
+    return manifest
+
+
+def provenance(manifest: dict) -> dict:
+    """What of a manifest enters a run's provenance and fingerprint."""
+    return {k: manifest.get(k) for k in ("id", "subset", "revision", "commit", "standin", "content_sha256")}
+
+
+def _atomic_dir(dest: Path):
+    import contextlib
+    import shutil
+    import tempfile
+
+    @contextlib.contextmanager
+    def cm():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial.", dir=dest.parent))
+        try:
+            yield tmp
+            if dest.exists():  # replaced only once the new entry is complete
+                old = dest.with_name(f".{dest.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                dest.rename(old)
+                tmp.rename(dest)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    return cm()
+
+
+def _hub_error(key: str, what: str, err: Exception) -> HubError:
+    from huggingface_hub import errors
+
+    name = type(err).__name__
+    if isinstance(err, errors.GatedRepoError):
+        hint = "is gated: accept its licence on the hub and export HF_TOKEN" if not _token() else \
+            "is gated and HF_TOKEN has no access to it"
+        return HubError(key, f"{what} {hint}")
+    if isinstance(err, errors.RevisionNotFoundError):
+        return HubError(key, f"revision of {what} does not exist on the hub")
+    if isinstance(err, errors.RepositoryNotFoundError):
+        return HubError(key, f"{what} does not exist on the hub (or is private: export HF_TOKEN)")
+    if isinstance(err, errors.LocalEntryNotFoundError) or "offline" in str(err).lower():
+        return HubError(key, f"{what} cannot be fetched: no network (HF_HUB_OFFLINE is set or the hub is unreachable)")
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return HubError(key, f"fetching {what} failed: {name}: {first}")
+
+
+# ---- real fetches ---------------------------------------------------------------------------
+def fetch_model(hub_id: str, revision: str, dest: str | Path, key: str = "model") -> dict:
+    """snapshot_download one model revision into ``dest`` (safetensors and configs only)."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    dest = Path(dest)
+    try:
+        info = HfApi().model_info(hub_id, revision=revision, token=_token())
+        with _atomic_dir(dest) as tmp:
+            snapshot_download(hub_id, revision=info.sha, local_dir=tmp, allow_patterns=MODEL_PATTERNS,
+                              token=_token())
+            if not any(tmp.glob("*.safetensors")):
+                raise HubError(key, f"{hub_id}@{revision} has no safetensors weights (pickled weights are not loaded)")
+            return _write_manifest(tmp, {"id": hub_id, "revision": revision, "commit": info.sha,
+                                         "kind": "model", "standin": False})
+    except HubError:
+        raise
+    except Exception as err:  # noqa: BLE001 - translated into one line naming the key
+        raise _hub_error(key, f"model {hub_id}@{revision}", err) from None
+
+
+def fetch_dataset(hub_id: str, subset: str | None, revision: str, dest: str | Path, key: str = "dataset",
+                  data_dir: str | None = None) -> dict:
+    """load_dataset one data set (all splits) and save_to_disk into ``dest``."""
+    from datasets import load_dataset
+    from huggingface_hub import HfApi
+
+    dest = Path(dest)
+    try:
+        info = HfApi().dataset_info(hub_id, revision=revision, token=_token())
+        ds = load_dataset(hub_id, subset, revision=info.sha, token=_token(), data_dir=data_dir)
+    except Exception as err:  # noqa: BLE001
+        raise _hub_error(key, f"data set {hub_id}" + (f" ({subset})" if subset else "") + f"@{revision}", err) from None
+    with _atomic_dir(dest) as tmp:
+        ds.save_to_disk(str(tmp))
+        return _write_manifest(tmp, {"id": hub_id, "subset": subset, "revision": revision, "commit": info.sha,
+                                     "kind": "dataset", "standin": False, "splits": _splits_info(ds)})
+
+
+def _splits_info(ds) -> dict:
+    return {s: {"num_rows": d.num_rows, "features": d.features.to_dict()} for s, d in ds.items()}
+
+
+def load_split(folder: str | Path, split: str, key: str):
+    """One split of a mirrored data set (offline)."""
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(folder))
+    if split not in ds:
+        raise HubError(key, f"split {split!r} is not in {read_manifest(folder).get('id')} (has: {', '.join(ds)})")
+    return ds[split]
+
+
+# ---- stand-ins: models -------------------------------------------------------------------------
+def model_table() -> dict:
+    return yaml.safe_load((FIXTURES / "models.yaml").read_text())["models"]
+
+
+def standin_model(hub_id: str, dest: str | Path, key: str = "model", seed: int = 0) -> dict:
+    """A tiny randomly initialised model of the hub model's architecture class, with a small
+    tokenizer of the same kind and special tokens, and the real chat template or none."""
+    import torch
+    import transformers
+
+    table = model_table()
+    if hub_id not in table:
+        raise HubError(key, f"{hub_id} has no stand-in entry in itlab/fixtures/models.yaml (known: {', '.join(sorted(table))})")
+    spec = table[hub_id]
+    dest = Path(dest)
+    with _atomic_dir(dest) as tmp:
+        tok = standin_tokenizer(spec)
+        tok.save_pretrained(tmp)
+        cfg_cls = getattr(transformers, spec["config_class"])
+        special = {f"{k}_token_id": tok.convert_tokens_to_ids(v) for k, v in spec["special_tokens"].items()
+                   if k in ("bos", "eos", "pad") and v}
+        config = cfg_cls(vocab_size=len(tok), architectures=[spec["architecture"]], **spec["tiny"], **special)
+        torch.manual_seed(seed)
+        model = getattr(transformers, spec["architecture"])(config)
+        model.save_pretrained(tmp, safe_serialization=True)
+        return _write_manifest(tmp, {"id": hub_id, "revision": "standin", "commit": standin_version("model", hub_id, seed),
+                                     "kind": "model",
+                                     "standin": True, "architecture": spec["architecture"], "source": spec["source"]})
+
+
+GENERATOR_VERSION = 2  # bump when the stand-in generators change: stand-ins are rebuilt
+
+
+def standin_version(kind: str, hub_id: str, *args) -> str:
+    """The 'commit' of a stand-in: a hash of its fixture (or table entry) and generator, so
+    that a changed fixture rebuilds the entry and a reused one is the same."""
+    spec = model_table().get(hub_id) if kind == "model" else dataset_fixture(hub_id)
+    text = json.dumps([GENERATOR_VERSION, kind, hub_id, spec, *args], sort_keys=True, default=str)
+    return "standin-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+STANDIN_TEXT = ("the quick brown fox jumps over the lazy dog def return print import class yes no maybe "
+                "question answer premise hypothesis sentence review positive negative 0 1 2 3 4 5 6 7 8 9 "
+                "( ) [ ] { } : , . ; = + - * / < > _ ' \" \n").split(" ")
+
+
+def standin_tokenizer(spec: dict, vocab_size: int = 400):
+    """A small trained tokenizer of the real one's kind: ``sentencepiece`` (Metaspace BPE with
+    byte fallback, as Llama-2/Mistral) or ``byte_bpe`` (byte-level BPE, as Llama-3/GPT-2/Qwen)."""
+    import random
+
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    kind, sp = spec["tokenizer"], spec["special_tokens"]
+    specials = [t for t in dict.fromkeys([sp.get("unk"), sp.get("bos"), sp.get("eos"), sp.get("pad"),
+                                          *spec.get("extra_special_tokens", [])]) if t]
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(STANDIN_TEXT) for _ in range(30)) for _ in range(400)]
+    if kind == "sentencepiece":
+        tok = Tokenizer(models.BPE(unk_token=sp.get("unk"), byte_fallback=True, fuse_unk=True))
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+        tok.pre_tokenizer = None
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                         decoders.Strip(" ", 1, 0)])
+        alphabet = [f"<0x{i:02X}>" for i in range(256)]
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size + 256, special_tokens=specials + alphabet,
+                                      show_progress=False)
+    elif kind == "byte_bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        raise ValueError(f"unknown tokenizer kind {kind!r}")
+    tok.train_from_iterator(corpus, trainer)
+    cls = getattr(transformers, spec.get("tokenizer_class", "PreTrainedTokenizerFast"))
+    kwargs = {f"{k}_token": v for k, v in sp.items() if v}
+    extra = [t for t in spec.get("extra_special_tokens", []) if t not in sp.values()]
+    fast = cls(tokenizer_object=tok, **kwargs, **({"additional_special_tokens": extra} if extra else {}))
+    fast.chat_template = spec.get("chat_template") or None  # base models bring none
+    fast.add_bos_token = bool(spec.get("add_bos_token", False))
+    return fast
+
+
+# ---- stand-ins: data sets ----------------------------------------------------------------------
+def dataset_fixture(hub_id: str) -> dict:
+    path = FIXTURES / "datasets" / f"{entry_key(hub_id)}.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def fixture_subset(fixture: dict, subset: str | None, key: str) -> dict:
+    subsets = fixture["subsets"]
+    name = subset if subset is not None else fixture.get("default_subset", next(iter(subsets)))
+    if name not in subsets:
+        raise HubError(key, f"subset {subset!r} is not a configuration of {fixture['dataset']} "
+                            f"(its card lists: {', '.join(map(str, subsets))})")
+    return subsets[name]
+
+
+def features_from_spec(spec: dict):
+    from datasets import ClassLabel, Features, List, Value
+
+    def one(s):
+        if isinstance(s, str):
+            return Value(s)
+        if "class_label" in s:
+            return ClassLabel(names=s["class_label"])
+        if "list" in s:
+            return List(one(s["list"]))
+        if "sequence_of" in s:  # HF Sequence of a dict: a dict of lists
+            return {k: List(one(v)) for k, v in s["sequence_of"].items()}
+        if "struct" in s:
+            return {k: one(v) for k, v in s["struct"].items()}
+        raise ValueError(f"bad feature spec {s!r}")
+
+    return Features({k: one(v) for k, v in spec.items()})
+
+
+def _value(feature, rng, words):
+    from datasets import ClassLabel, List, Value
+
+    if isinstance(feature, ClassLabel):
+        return rng.randrange(feature.num_classes)
+    if isinstance(feature, List):
+        return [_value(feature.feature, rng, words) for _ in range(rng.randint(2, 3))]
+    if isinstance(feature, dict):
+        if all(isinstance(v, List) for v in feature.values()):  # dict of lists: equal lengths
+            n = rng.randint(2, 3)
+            return {k: [_value(v.feature, rng, words) for _ in range(n)] for k, v in feature.items()}
+        return {k: _value(v, rng, words) for k, v in feature.items()}
+    assert isinstance(feature, Value)
+    if feature.dtype == "string":
+        return " ".join(rng.choice(words) for _ in range(rng.randint(2, 8)))
+    if feature.dtype == "bool":
+        return rng.random() < 0.5
+    if feature.dtype.startswith("float"):
+        return round(rng.random(), 3)
+    return rng.randint(0, 3)
+
+
+def standin_dataset(hub_id: str, subset: str | None, dest: str | Path, rows: int, key: str = "dataset",
+                    seed: int = 0) -> dict:
+    """A small data set with the real schema (subset, splits, columns, types, label names)."""
+    from datasets import Dataset, DatasetDict
+
+    from itlab.data import rng_for
+
+    fixture = dataset_fixture(hub_id)
+    if not fixture:
+        raise HubError(key, f"{hub_id} has no stand-in fixture (add itlab/fixtures/datasets/{entry_key(hub_id)}.yaml "
+                            "from its data set card)")
+    sub = fixture_subset(fixture, subset, key)
+    features = features_from_spec(sub["features"])
+    words = fixture.get("words", STANDIN_TEXT[:-1])
+    splits = {}
+    for split in sub["splits"]:
+        n = sub.get("rows", {}).get(split, rows)
+        rng = rng_for("standin", hub_id, subset, split, seed)
+        fixed = sub.get("examples", [])
+        data = [dict(fixed[i % len(fixed)]) if fixed else
+                {c: _value(f, rng, words) for c, f in features.items()} for i in range(n)]
+        for i, row in enumerate(data):
+            for col, fmt in sub.get("unique", {}).items():  # ids that must differ per row
+                row[col] = fmt.format(split=split, i=i)
+        splits[split] = Dataset.from_list(data, features=features)
+    ds = DatasetDict(splits)
+    dest = Path(dest)
+    with _atomic_dir(dest) as tmp:
+        ds.save_to_disk(str(tmp))
+        return _write_manifest(tmp, {"id": hub_id, "subset": subset, "revision": "standin",
+                                     "commit": standin_version("dataset", hub_id, subset, rows, seed),
+                                     "kind": "dataset", "standin": True, "card": fixture["card"],
+                                     "splits": _splits_info(ds)})
+
+
+# ---- templates against schemas -----------------------------------------------------------------
+def template_fields(template: str) -> list[tuple[str, list[str]]]:
+    """(column, [keys...]) of each replacement field of a format string: '{a[b][0]}' -> ('a', ['b', '0'])."""
+    out = []
+    for _, field, _, _ in string.Formatter().parse(template):
+        if field is None:
+            continue
+        head, rest = field.split("[", 1) if "[" in field else (field, "")
+        keys = [k.rstrip("]") for k in rest.split("[")] if rest else []
+        out.append((head.split(".")[0], keys))
+    return out
+
+
+def _resolve(feature, keys):
+    """The feature reached by indexing with ``keys`` (a list index or a dict key), or None."""
+    for k in keys:
+        if isinstance(feature, dict):
+            if k not in feature:
+                return None
+            feature = feature[k]
+        elif isinstance(feature, list) or type(feature).__name__ in ("List", "Sequence", "LargeList"):
+            if not k.isdigit():
+                return None
+            feature = feature[0] if isinstance(feature, list) else feature.feature
+        else:
+            return None
+    return feature
+
+
+def check_task(task: str, spec: dict, splits: dict, key_prefix: str = "data.hub_tasks") -> None:
+    """Raise HubError (naming the task and the column) when a task's splits, templates or
+    choices do not fit the data set's schema. ``splits``: split -> datasets.Features."""
+    from datasets import ClassLabel, Value
+
+    key = f"{key_prefix}.{task}"
+    needed = [("train_split", spec["train_split"])]
+    if not spec.get("test_from_train"):
+        needed.append(("test_split", spec["test_split"]))
+    for k, split in needed:
+        if split not in splits:
+            raise HubError(f"{key}.{k}", f"split {split!r} is not in {spec['dataset']} (has: {', '.join(splits)}); "
+                                         "set test_from_train to carve a test split from the training split")
+    features = splits[spec["train_split"]]
+    columns = dict(features)
+    if spec.get("choices"):
+        columns["label_text"] = Value("string")
+        label = spec.get("label_field", "label")
+        if label not in features:
+            raise HubError(f"{key}.label_field", f"task {task}: column {label!r} is not in {spec['dataset']} "
+                                                 f"(columns: {', '.join(features)})")
+        lf = features[label]
+        if isinstance(lf, ClassLabel) and lf.num_classes != len(spec["choices"]):
+            raise HubError(f"{key}.choices", f"task {task}: {len(spec['choices'])} choices {spec['choices']} but column "
+                                             f"{label!r} has {lf.num_classes} labels {lf.names}")
+        if not isinstance(lf, ClassLabel) and not (isinstance(lf, Value) and "int" in lf.dtype):
+            raise HubError(f"{key}.choices", f"task {task}: column {label!r} is not a class label or integer")
+    for tkey in ("input_template", "target_template"):
+        for column, keys in template_fields(spec[tkey]):
+            if column not in columns:
+                raise HubError(f"{key}.{tkey}", f"task {task}: column {column!r} is not in {spec['dataset']} "
+                                                f"(columns: {', '.join(features)})")
+            if keys and _resolve(columns[column], keys) is None:
+                raise HubError(f"{key}.{tkey}", f"task {task}: field {column}[{']['.join(keys)}] does not exist in "
+                                                f"{spec['dataset']}")
+
+
+def manifest_features(manifest: dict) -> dict:
+    from datasets import Features
+
+    return {s: Features.from_dict(v["features"]) for s, v in manifest.get("splits", {}).items()}
+
+
+# ---- what a config needs from the hub ----------------------------------------------------------
+def harness_table() -> dict:
+    """lm-eval task -> the hub data set it reads (checked against lm-eval's own task configs)."""
+    return yaml.safe_load((FIXTURES / "harness.yaml").read_text())["tasks"]
+
+
+def mirror_models(cfg: dict) -> dict[str, dict]:
+    """entry key -> {id, revision, key (config key naming it)} of every hub base model used."""
+    out = {}
+    revisions = cfg["mirror"]["revisions"]
+    for fam, sizes in cfg["base_models"].items():
+        hub = cfg["families"][fam].get("hub", {})
+        for size in sizes:
+            if size in hub:
+                hid = hub[size]
+                out.setdefault(entry_key(hid), {"id": hid, "revision": revisions.get(hid, "main"),
+                                                "key": f"families.{fam}.hub.{size}"})
+    return out
+
+
+def mirror_datasets(cfg: dict) -> dict[str, dict]:
+    """entry key -> {id, subset, revision, key, tasks, data_dir} of every hub data set used,
+    including the data sets of lm-eval harness tasks."""
+    out: dict[str, dict] = {}
+    revisions = cfg["mirror"]["revisions"]
+    harness = harness_table()
+    for name, spec in sorted(cfg["data"]["hub_tasks"].items()):
+        if "dataset" in spec:
+            hid, subset, tkey = spec["dataset"], spec.get("subset"), f"data.hub_tasks.{name}.dataset"
+        elif spec.get("lm_eval_task") in harness:
+            h = harness[spec["lm_eval_task"]]
+            hid, subset, tkey = h["dataset"], h.get("subset"), f"data.hub_tasks.{name}.lm_eval_task"
+        else:
+            continue
+        e = out.setdefault(entry_key(hid, subset), {"id": hid, "subset": subset, "key": tkey, "tasks": {},
+                                                    "revision": revisions.get(hid, "main"),
+                                                    "data_dir": spec.get("data_dir")})
+        if "dataset" in spec:
+            e["tasks"][name] = spec
+        if spec.get("lm_eval_task") in harness and "dataset" in spec:  # also the harness task's data
+            h = harness[spec["lm_eval_task"]]
+            out.setdefault(entry_key(h["dataset"], h.get("subset")),
+                           {"id": h["dataset"], "subset": h.get("subset"), "key": f"data.hub_tasks.{name}.lm_eval_task",
+                            "tasks": {}, "revision": revisions.get(h["dataset"], "main"), "data_dir": None})
+    return out
+
+
+def task_dataset_dir(cfg: dict, task: str) -> str:
+    spec = cfg["data"]["hub_tasks"][task]
+    return dataset_path(cfg["mirror"]["dir"], spec["dataset"], spec.get("subset"))
+
+
+def harness_dataset_dir(cfg: dict, lm_eval_task: str) -> str | None:
+    h = harness_table().get(lm_eval_task)
+    return dataset_path(cfg["mirror"]["dir"], h["dataset"], h.get("subset")) if h else None
+
+
+def check_mirrored_templates(cfg: dict) -> None:  # noqa: D401
+    """Before any job: every task's splits and templates against the schemas of the data sets
+    already in the mirror (what is not fetched yet is checked by fetch_dataset)."""
+    for entry_name, e in mirror_datasets(cfg).items():
+        path = Path(cfg["mirror"]["dir"]) / "datasets" / entry_name / FETCHED
+        if not e["tasks"] or not path.exists():
+            continue
+        splits = manifest_features(json.loads(path.read_text()))
+        for task, spec in e["tasks"].items():
+            check_task(task, spec, splits)
+
+
+# ---- the fetch rules ------------------------------------------------------------------------------
+def _reusable(dest: Path, hub_id: str, revision: str, standin: bool, version_args=()) -> dict | None:
+    """The record of a complete earlier fetch of the same id, revision and kind, if any."""
+    path = dest / FETCHED
+    if not path.exists():
+        return None
+    rec = json.loads(path.read_text())
+    if rec.get("id") != hub_id or bool(rec.get("standin")) != standin:
+        return None
+    if standin:  # the same fixture and generator
+        return rec if rec.get("commit") == standin_version(*version_args) else None
+    return rec if rec.get("revision") == revision else None
+
+
+def _publish(dest: Path, rec: dict) -> dict:
+    from itlab.io import write_json
+
+    write_json(dest / MANIFEST, rec)
+    return rec
+
+
+def ensure_model(entry: dict, dest: str | Path, standin: bool, seed: int = 0) -> dict:
+    """Rule fetch_model: the mirror entry of one hub model (downloaded or a stand-in), reused
+    when a complete fetch of the same revision is already there."""
+    dest = Path(dest)
+    rec = _reusable(dest, entry["id"], entry["revision"], standin, ("model", entry["id"], seed))
+    if rec is None:
+        rec = standin_model(entry["id"], dest, entry["key"], seed) if standin else \
+            fetch_model(entry["id"], entry["revision"], dest, entry["key"])
+        rec["fetched_now"] = True
+    return _publish(dest, rec)
+
+
+def ensure_dataset(entry: dict, dest: str | Path, standin: bool, rows: int = 40, seed: int = 0) -> dict:
+    """Rule fetch_dataset: the mirror entry of one data set, then every task that reads it is
+    checked against its schema (splits, template columns, choices vs label names). A failed
+    check keeps the fetched data: after fixing the config nothing is downloaded again."""
+    dest = Path(dest)
+    rec = _reusable(dest, entry["id"], entry["revision"], standin,
+                    ("dataset", entry["id"], entry["subset"], rows, seed))
+    if rec is None:
+        if standin:
+            rec = standin_dataset(entry["id"], entry["subset"], dest, rows, entry["key"], seed)
+        else:
+            manual = dataset_fixture(entry["id"]).get("manual_download")
+            if manual and not entry.get("data_dir"):
+                raise HubError(entry["key"].rsplit(".", 1)[0] + ".data_dir",
+                               f"{entry['id']} needs a manual download: {manual}")
+            rec = fetch_dataset(entry["id"], entry["subset"], entry["revision"], dest, entry["key"],
+                                data_dir=entry.get("data_dir"))
+        rec["fetched_now"] = True
+    splits = manifest_features(rec)
+    for task, spec in sorted(entry["tasks"].items()):
+        check_task(task, spec, splits)
+    return _publish(dest, rec)
