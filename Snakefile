@@ -14,6 +14,7 @@ include: "rules/models.smk"
 include: "rules/tune.smk"
 include: "rules/evaluate.smk"
 include: "rules/analyze.smk"
+include: "rules/interpret.smk"
 
 
 rule all:
