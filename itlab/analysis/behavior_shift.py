@@ -31,7 +31,7 @@ def score_records(records, pair: str, side: str, threshold: int = dens.THRESHOLD
         score = dens.score_matrix(r["matrix"], r["instruction_mask"], r["kind"], threshold) if ok else np.nan
         rows.append({"prompt": r["id"], "set": r["set"], "pair": pair, "side": side, "model": r["model"],
                      "instruction_score": score, "followed": r.get("followed"),
-                     "output_tokens": len(r["output_tokens"]), "empty": empty,
+                     "output_tokens": len(r["output_tokens"]), "empty_response": empty,
                      "span_error": r.get("span_error") or "", "response": r["response"]})
     return pd.DataFrame(rows)
 
@@ -126,7 +126,7 @@ def summary(table, tvb, fvu, heads, ffn, min_output_tokens: int) -> str:
         t = g[g.side == "tuned"].share.mean()
         lines.append(f"| {pair} | {cat} | {_fmt(b, 3)} | {_fmt(t, 3)} |")
     bad = table[table.span_error != ""]
-    empty = table[table.empty]
+    empty = table[table.empty_response]
     lines += ["", "## Bad input", "",
               f"- prompts whose instruction span was not found in their tokens: {bad.prompt.nunique()} "
               f"({len(bad)} responses; excluded from the tests)"]
