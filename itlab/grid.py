@@ -368,11 +368,10 @@ def behavior_prompt_count(cfg: dict) -> int:
     if p["source"] == "synthetic":
         tasks = synthetic_tasks(cfg) if p["tasks"] == "all" else p["tasks"]
         return len(tasks) * p["per_task"]
-    try:
-        with open(p["path"], encoding="utf-8") as fh:
-            return max(0, sum(1 for line in fh if line.strip()) - 1)
-    except OSError:
-        return 632
+    if "path" not in p:
+        return 632  # a downloaded FinalDataset.tsv: the authors' 632 prompts
+    with open(p["path"], encoding="utf-8") as fh:
+        return max(0, sum(1 for line in fh if line.strip()) - 1)
 
 
 def behavior_resources(grid: Grid, pair: str, kind: str) -> dict:
@@ -385,13 +384,11 @@ def behavior_resources(grid: Grid, pair: str, kind: str) -> dict:
     seq = res["mean_prompt_tokens"] + s["max_new_tokens"]
     per_shard = -(-behavior_prompt_count(grid.cfg) // s["shards"])
     flops = per_shard * s["max_new_tokens"] * 6 * params * seq
-    if kind == "weights":
-        flops = 0
     minutes = max(10, int(1.5 * flops / (res["gpu_tflops"] * 1e12 * max(1, res["gpus"])) / 60) + 1)
     out = {"mem_mb": res["mem_mb"], "runtime": res.get("runtime", minutes), "cpus_per_task": 2}
-    if kind == "weights":
-        out["runtime"] = max(10, out["runtime"] // 10)
-    if res["gpus"]:
+    if kind == "weights":  # on CPU: fp32 load, one SVD per layer, E x W_q / W_k per head (~10 min per 1B)
+        out["runtime"] = res.get("runtime", max(10, int(10 * params / 1e9)))
+    elif res["gpus"]:
         out["gpu"] = res["gpus"]
         if "gpu_model" in res:
             out["gpu_model"] = res["gpu_model"]

@@ -240,6 +240,10 @@ def behavior_model_inputs(wildcards):
     }
 
 
+def behavior_weights_inputs(wildcards):
+    return {"model": list(GRID.behavior_pairs[wildcards.pair][wildcards.side].done)}
+
+
 def _behavior_model(wildcards):
     ref = GRID.behavior_pairs[wildcards.pair][wildcards.side]
     return {

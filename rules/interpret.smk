@@ -62,7 +62,7 @@ rule attribute_responses:
 
 rule explain_weights:
     input:
-        unpack(behavior_model_inputs),
+        unpack(behavior_weights_inputs),
     output:
         heads=f"{R}/interpret/{{pair}}/{{side}}/heads.tsv",
         ffn=f"{R}/interpret/{{pair}}/{{side}}/ffn.tsv",
@@ -132,7 +132,7 @@ rule analyze_behavior_shift:
     conda:
         f"{ENVS}/analysis.yaml"
     params:
-        keys=behavior_analysis_keys(),
+        models=behavior_analysis_keys(),
         settings=behavior_analysis_params(),
     script:
         "../scripts/analyze_behavior_shift.py"

@@ -8,7 +8,7 @@ from itlab.scripting import logged  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     inp = snakemake.input  # noqa: F821
-    keys = [tuple(k) for k in snakemake.params.keys]  # noqa: F821
+    keys = [tuple(k) for k in snakemake.params.models]  # noqa: F821
     attributions = {(p, s): list(getattr(inp, f"attr__{p}__{s}")) for p, s in keys}
     heads = {(p, s): getattr(inp, f"heads__{p}__{s}") for p, s in keys}
     ffn = {(p, s): getattr(inp, f"ffn__{p}__{s}") for p, s in keys}
