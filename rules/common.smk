@@ -190,7 +190,9 @@ def behavior_study():
 def behavior_sides():
     if "behavior_shift" not in config["studies"]:
         return []
-    return [(p, side) for p in sorted(GRID.behavior_pairs) for side in ("base", "tuned")]
+    return [
+        (p, side) for p in sorted(GRID.behavior_pairs) for side in ("base", "tuned")
+    ]
 
 
 def behavior_attribution_files(pair, side):
@@ -205,9 +207,13 @@ def behavior_prompt_inputs(wildcards):
     p = behavior_study()["prompts"]
     out = {}
     if p["source"] == "final_dataset":
-        out["dataset"] = p.get("path") or f"{R}/data/behavior_shift/downloads/dataset.tsv"
+        out["dataset"] = (
+            p.get("path") or f"{R}/data/behavior_shift/downloads/dataset.tsv"
+        )
     if "ratings" in p or "ratings_url" in p:
-        out["ratings"] = p.get("ratings") or f"{R}/data/behavior_shift/downloads/ratings.tsv"
+        out["ratings"] = (
+            p.get("ratings") or f"{R}/data/behavior_shift/downloads/ratings.tsv"
+        )
     return out
 
 
@@ -224,9 +230,11 @@ def behavior_prompt_params():
     s = behavior_study()
     return {
         "prompts": s["prompts"],
-        "tasks": synthetic_tasks(config)
-        if s["prompts"]["tasks"] == "all"
-        else s["prompts"]["tasks"],
+        "tasks": (
+            synthetic_tasks(config)
+            if s["prompts"]["tasks"] == "all"
+            else s["prompts"]["tasks"]
+        ),
         "seed": config["seed"],
         "params": config["data"]["params"],
     }
@@ -258,7 +266,9 @@ def _behavior_model(wildcards):
 
 def behavior_attribute_params(wildcards):
     s = behavior_study()
-    rated = s["prompts"].get("rated_pair") == wildcards.pair and wildcards.side == "tuned"
+    rated = (
+        s["prompts"].get("rated_pair") == wildcards.pair and wildcards.side == "tuned"
+    )
     return {
         **_behavior_model(wildcards),
         "shard": int(wildcards.shard),

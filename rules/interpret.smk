@@ -13,10 +13,10 @@ rule fetch_behavior_file:
         file=f"{R}/data/behavior_shift/downloads/{{name}}.tsv",
     log:
         f"{R}/logs/fetch_behavior_file/{{name}}.log",
-    conda:
-        f"{ENVS}/data.yaml"
     wildcard_constraints:
         name="dataset|ratings",
+    conda:
+        f"{ENVS}/data.yaml"
     params:
         source=behavior_download,
     script:
@@ -49,13 +49,13 @@ rule attribute_responses:
         f"{R}/benchmarks/attribute_responses/{{pair}}-{{side}}-{{shard}}.tsv"
     conda:
         f"{ENVS}/eval.yaml"
-    params:
-        job=behavior_attribute_params,
     resources:
         mem_mb=behavior_resource("attribution", "mem_mb"),
         runtime=behavior_resource("attribution", "runtime"),
         cpus_per_task=behavior_resource("attribution", "cpus_per_task"),
         gpu=behavior_resource("attribution", "gpu", 0),
+    params:
+        job=behavior_attribute_params,
     script:
         "../scripts/attribute_responses.py"
 
@@ -72,12 +72,12 @@ rule explain_weights:
         f"{R}/benchmarks/explain_weights/{{pair}}-{{side}}.tsv"
     conda:
         f"{ENVS}/eval.yaml"
-    params:
-        job=behavior_weights_params,
     resources:
         mem_mb=behavior_resource("weights", "mem_mb"),
         runtime=behavior_resource("weights", "runtime"),
         cpus_per_task=behavior_resource("weights", "cpus_per_task"),
+    params:
+        job=behavior_weights_params,
     script:
         "../scripts/explain_weights.py"
 
