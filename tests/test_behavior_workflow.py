@@ -58,8 +58,8 @@ def test_tiny_embedded_study_d_runs_end_to_end(tmp_path):
     assert res.returncode == 0, res.stderr[-5000:]
     out = tmp_path / "results/studies/behavior_shift"
     scores = pd.read_csv(out / "scores.tsv", sep="\t", keep_default_na=False)
-    assert len(scores) == 2 * 2 * 4 * 2  # pairs x sides x tasks x prompts per task
-    assert set(scores.pair) == {"llama-s", "neox-s"} and set(scores.side) == {"base", "tuned"}
+    assert len(scores) == 2 * 4 * 2  # sides x tasks x prompts per task
+    assert set(scores.pair) == {"llama-s"} and set(scores.side) == {"base", "tuned"}
     ok = scores[scores.span_error == ""]
     assert len(ok) > 0 and ok.instruction_score.between(0, 10).all()
     # every attribution file reads back in the documented format, shard by shard
@@ -68,6 +68,6 @@ def test_tiny_embedded_study_d_runs_end_to_end(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "1.5579" in summary and "## Bad input" in summary
     heads = pd.read_csv(out / "heads.tsv", sep="\t")
-    assert set(heads.pair) == {"llama-s", "neox-s"} and len(heads) == 2 * 2  # 2 layers, group size 1
+    assert set(heads.pair) == {"llama-s"} and len(heads) == 2  # 2 layers, group size 1
     for fig in ("heatmaps.png", "scores.png", "heads.png"):
         assert (out / fig).stat().st_size > 1000
