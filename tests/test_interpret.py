@@ -312,3 +312,47 @@ def test_analysis_tests_and_bad_input(tmp_path):
     assert "`lima_bad`: span 'x' is not in the prompt" in text
     assert "empty responses (scored 0, as in the authors' code): 2" in text
     assert "1.5579" in text  # the paper's LIMA number beside ours
+
+
+def test_paper_path_on_a_stand_in_mistral(tmp_path):
+    """The paper config's path (FinalDataset prompts, raw format, ratings, paper word lists) on
+    a tiny randomly initialised Mistral-architecture model saved locally."""
+    import pandas as pd
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    from itlab.grid import behavior_words
+    from itlab.interpret import jobs
+    from itlab.models import train_tokenizer
+
+    spec = {"prompts": {"source": "final_dataset", "rated_model": "vicuna_7B"}}
+    ps = prompts.build_prompts(spec, FIXTURE / "FinalDataset.tsv", FIXTURE / "AnnotatedDataset.tsv")
+    tok = train_tokenizer([p["prompt"] for p in ps] * 5, 300, tmp_path / "m")
+    cfg = MistralConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                        intermediate_size=32, vocab_size=len(tok), max_position_embeddings=256)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "m")
+    from itlab.io import write_jsonl
+
+    write_jsonl(tmp_path / "prompts.jsonl", ps)
+    common = {"location": str(tmp_path / "m"), "revision": None, "trust_remote_code": False, "device": "cpu",
+              "name": "pair/tuned"}
+    out = tmp_path / "attr.jsonl.gz"
+    n = jobs.attribute_job(tmp_path / "prompts.jsonl", out, {**common, "shard": 0, "shards": 1, "rated": True,
+                                                              "prompt_format": "raw", "max_new_tokens": 4, "batch": 3})
+    recs = {r["id"]: r for r in matrices.read(out)}
+    assert n == 8 and "Summarize" in recs["lima_author_3"]["span_error"]
+    assert recs["lima_author_3"]["instruction_mask"] is None
+    assert recs["lima_author_1"]["followed"] == 1 and recs["user_oriented_task_1"]["followed"] == 0
+    assert recs["lima_author_2"]["followed"] is None  # rating -1: dropped
+    # the instruction tokens decode back to the spans (and only they are marked)
+    r = recs["lima_author_1"]
+    marked = tok.convert_tokens_to_string([t for t, m in zip(r["input_tokens"], r["instruction_mask"]) if m])
+    assert "Write a short poem about the sea" in marked and "Keep it under six lines" in marked
+    words = behavior_words({"studies": {"behavior_shift": {"heads": {"instruction_words": "paper", "general_words": "paper"},
+                                                           "ffn": {"categories": "paper"}, "vocabulary": "tokenizer"}},
+                            "data": {"tasks": [], "hub_tasks": {}}})
+    jobs.weights_job(tmp_path / "heads.tsv", tmp_path / "ffn.tsv", {**common, "words": words, "heads_top_k": 20,
+                                                                    "ffn_top_k": 10, "ffn_components": 5})
+    h = pd.read_csv(tmp_path / "heads.tsv", sep="\t")
+    assert set(h.word) >= {"summarize", "translate", "write"} and len(h) == 2 * 4 * len(set(words["instruction"] + words["general"]))
+    f = pd.read_csv(tmp_path / "ffn.tsv", sep="\t")
+    assert len(f) == 2 * 5 and f.explained_variance.between(0, 1).all()

@@ -40,10 +40,10 @@ def generate(model, tokenizer, input_ids: list[int], max_new_tokens: int) -> lis
     import torch
 
     ids = torch.tensor([input_ids], device=model.device)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.no_grad():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                             do_sample=False, eos_token_id=tokenizer.eos_token_id,
-                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+                             do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
     new = out[0, len(input_ids):].tolist()
     if tokenizer.eos_token_id in new:
         new = new[:new.index(tokenizer.eos_token_id)]
