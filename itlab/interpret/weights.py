@@ -13,10 +13,10 @@ from __future__ import annotations
 
 def architecture(model) -> str:
     kind = model.config.model_type
-    if kind in ("llama", "mistral", "qwen2", "gpt_neox", "gpt2"):
+    if kind in ("llama", "mistral", "gpt_neox", "gpt2"):
         return kind
     raise ValueError(f"study D does not know where {kind!r} keeps W_q, W_k and the FFN down projection "
-                     "(supported: llama, mistral, qwen2, gpt_neox, gpt2)")
+                     "(supported: llama, mistral, gpt_neox, gpt2)")
 
 
 def num_layers(model) -> int:
@@ -37,7 +37,7 @@ def query_key(model, layer: int):
 
     kind, cfg = architecture(model), model.config
     with torch.no_grad():
-        if kind in ("llama", "mistral", "qwen2"):
+        if kind in ("llama", "mistral"):
             block = model.model.layers[layer]
             norm = block.input_layernorm.weight.float()
             wq = block.self_attn.q_proj.weight.float().T * norm[:, None]
@@ -68,7 +68,7 @@ def down_projection(model, layer: int):
 
     kind = architecture(model)
     with torch.no_grad():
-        if kind in ("llama", "mistral", "qwen2"):
+        if kind in ("llama", "mistral"):
             return model.model.layers[layer].mlp.down_proj.weight.float().T
         if kind == "gpt_neox":
             return model.gpt_neox.layers[layer].mlp.dense_4h_to_h.weight.float().T
