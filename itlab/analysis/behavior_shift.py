@@ -18,7 +18,8 @@ from itlab.interpret import matrices
 SET_NAMES = {"user": "Self-Instruct", "lima": "LIMA", "mtbench": "MT-Bench"}
 PAPER_TUNED_VS_BASE = {"user": (0.9394, 1.1302, 1.9e-5), "lima": (1.2683, 1.5579, 2.5e-14),
                        "mtbench": (1.1777, 1.3440, 0.038)}  # base, tuned, p
-PAPER_FOLLOWED = {"user": (0.8917, 1.2283), "lima": (1.2799, 1.6173), "mtbench": (0.9290, 1.4584)}  # unfollowed, followed
+# Vicuna-7B, unfollowed vs followed responses
+PAPER_FOLLOWED = {"user": (0.8917, 1.2283), "lima": (1.2799, 1.6173), "mtbench": (0.9290, 1.4584)}
 
 
 def score_records(records, pair: str, side: str, threshold: int = dens.THRESHOLD) -> pd.DataFrame:
@@ -96,13 +97,14 @@ def summary(table, tvb, fvu, heads, ffn, min_output_tokens: int) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in tvb.itertuples():
         pb, pt, pp = PAPER_TUNED_VS_BASE.get(r.set, (None, None, None))
-        lines.append(f"| {r.pair} | {SET_NAMES.get(r.set, r.set)} | {r.n_base} | {r.n_tuned} | {_fmt(r.base_mean)} | "
-                     f"{_fmt(r.tuned_mean)} | {_fmt(r.t, 3)} | {_fmt(r.p, 3)} | {_fmt(pb)} | {_fmt(pt)} | {_fmt(pp, 2)} |")
+        lines.append(f"| {r.pair} | {SET_NAMES.get(r.set, r.set)} | {r.n_base} | {r.n_tuned} | "
+                     f"{_fmt(r.base_mean)} | {_fmt(r.tuned_mean)} | {_fmt(r.t, 3)} | {_fmt(r.p, 3)} | "
+                     f"{_fmt(pb)} | {_fmt(pt)} | {_fmt(pp, 2)} |")
     lines += ["", f"## Followed vs unfollowed responses (Welch one-sided: unfollowed < followed; outputs of "
               f"fewer than {min_output_tokens} tokens and unlabelled responses dropped)", ""]
     if len(fvu):
-        lines += ["| pair | model | set | n unfollowed | n followed | unfollowed | followed | t | p | paper (Vicuna) unfollowed | followed |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| pair | model | set | n unfollowed | n followed | unfollowed | followed | t | p | "
+                  "paper (Vicuna) unfollowed | followed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in fvu.itertuples():
             pu, pf = PAPER_FOLLOWED.get(r.set, (None, None))
             lines.append(f"| {r.pair} | {r.side} | {SET_NAMES.get(r.set, r.set)} | {r.n_unfollowed} | {r.n_followed} | "
