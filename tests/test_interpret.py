@@ -302,6 +302,9 @@ def test_analysis_tests_and_bad_input(tmp_path):
     want = stats.ttest_ind(ok[ok.side == "base"].instruction_score, ok[ok.side == "tuned"].instruction_score,
                            equal_var=False, alternative="less")
     assert t.n_base == 9 and t.p == pytest.approx(want.pvalue) and t.tuned_mean > t.base_mean
+    b = ok[ok.side == "base"].sort_values("prompt").instruction_score.to_numpy()
+    u = ok[ok.side == "tuned"].sort_values("prompt").instruction_score.to_numpy()
+    assert t.n_paired == 9 and t.p_paired == pytest.approx(stats.ttest_rel(b, u, alternative="less").pvalue)
     f = bs.followed_vs_unfollowed(table, min_output_tokens=1)
     assert set(f.n_followed + f.n_unfollowed) == {8}  # the empty response is dropped here (0 tokens)
     heads_t = pd.DataFrame([{"group": 0, "layers": "0-0", "instruction_share": 0.7, "instruction_words": 3,

@@ -59,9 +59,14 @@ def tuned_vs_base(table: pd.DataFrame) -> pd.DataFrame:
         base = g[g.side == "base"].instruction_score.to_numpy()
         tuned = g[g.side == "tuned"].instruction_score.to_numpy()
         t, p = _welch_less(base, tuned)
+        # the same prompts go to both models: the paired test (not in the paper) is reported beside
+        both = g.pivot_table(index="prompt", columns="side", values="instruction_score").dropna()
+        paired = (stats.ttest_rel(both["base"], both["tuned"], alternative="less").pvalue
+                  if {"base", "tuned"} <= set(both.columns) and len(both) > 1 else np.nan)
         rows.append({"pair": pair, "set": pset, "n_base": len(base), "n_tuned": len(tuned),
                      "base_mean": base.mean() if len(base) else np.nan,
-                     "tuned_mean": tuned.mean() if len(tuned) else np.nan, "t": t, "p": p})
+                     "tuned_mean": tuned.mean() if len(tuned) else np.nan, "t": t, "p": p,
+                     "n_paired": len(both), "p_paired": float(paired)})
     return pd.DataFrame(rows)
 
 
@@ -93,13 +98,15 @@ def summary(table, tvb, fvu, heads, ffn, min_output_tokens: int) -> str:
              "excluded), scaled per output token to 0..10, entries <= 7 dropped, density L1/L4, instruction "
              "score = sum of densities over instruction tokens / log2(2 + their number).", "",
              "## Instruction score, tuned vs base (Welch one-sided: base < tuned)", "",
-             "| pair | set | n base | n tuned | base | tuned | t | p | paper base | paper tuned | paper p |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| pair | set | n base | n tuned | base | tuned | t | p | paired p | paper base | paper tuned | paper p |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in tvb.itertuples():
         pb, pt, pp = PAPER_TUNED_VS_BASE.get(r.set, (None, None, None))
         lines.append(f"| {r.pair} | {SET_NAMES.get(r.set, r.set)} | {r.n_base} | {r.n_tuned} | "
                      f"{_fmt(r.base_mean)} | {_fmt(r.tuned_mean)} | {_fmt(r.t, 3)} | {_fmt(r.p, 3)} | "
-                     f"{_fmt(pb)} | {_fmt(pt)} | {_fmt(pp, 2)} |")
+                     f"{_fmt(r.p_paired, 3)} | {_fmt(pb)} | {_fmt(pt)} | {_fmt(pp, 2)} |")
+    lines += ["", "p: Welch one-sided, as the paper (responses treated as independent samples); paired p: "
+              "one-sided paired t-test over prompts scored under both models (the design is paired)."]
     lines += ["", f"## Followed vs unfollowed responses (Welch one-sided: unfollowed < followed; outputs of "
               f"fewer than {min_output_tokens} tokens and unlabelled responses dropped)", ""]
     if len(fvu):
