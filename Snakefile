@@ -16,6 +16,7 @@ include: "rules/tune.smk"
 include: "rules/evaluate.smk"
 include: "rules/analyze.smk"
 include: "rules/teachers.smk"
+include: "rules/interpret.smk"
 
 
 rule all:

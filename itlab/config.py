@@ -185,7 +185,8 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
 
     if "teachers" in studies:
         _check_teachers(cfg, studies["teachers"], bases, all_tasks)
-
+    if "behavior_shift" in studies:
+        _check_behavior_shift(cfg, base_dir)
     _check_runs(cfg)
 
 
@@ -218,6 +219,46 @@ def _check_teachers(cfg: dict, s: dict, bases: list[str], all_tasks: set[str]) -
              "give exactly one of tasks (embedded AP) and judge (paper AP)")
     if s["instructions"]["tasks"] != "all":
         _check_names(s["instructions"]["tasks"], all_tasks, f"{key}.instructions.tasks", "a task of data.tasks")
+
+
+def _check_behavior_shift(cfg: dict, base_dir: Path) -> None:
+    """Study D: the pairs exist, the prompt files exist, names refer to known things."""
+    from itlab.grid import Grid
+
+    s, key = cfg["studies"]["behavior_shift"], "studies.behavior_shift"
+    _require("tune" in s or bool(s["pairs"]), key, "needs tune (pairs tuned here) or pairs (hub pairs)")
+    if "tune" in s:
+        t = s["tune"]
+        _require(t["mixture"] in cfg["data"]["mixtures"], f"{key}.tune.mixture", f"{t['mixture']!r} is not under data.mixtures")
+        _require(t["recipe"] in cfg["recipes"], f"{key}.tune.recipe", f"{t['recipe']!r} is not under recipes")
+        built = [b for b, m in Grid({**cfg, "studies": {}}).base_models.items() if m.source == "build"]
+        if t["base_models"] != "all":
+            _check_names(t["base_models"], built, f"{key}.tune.base_models", "a built base model id")
+    for name in s["pairs"]:
+        _require(name.replace("-", "").replace("_", "").replace(".", "").isalnum(), f"{key}.pairs.{name}",
+                 "a pair name holds only letters, digits, '-', '_' and '.'")
+    p = s["prompts"]
+    if p["source"] == "final_dataset":
+        _require(("path" in p) != ("url" in p), f"{key}.prompts.path", "give exactly one of path and url for source final_dataset")
+        if "path" in p:
+            _require((base_dir / p["path"]).is_file(), f"{key}.prompts.path", f"file {p['path']!r} does not exist")
+        else:
+            _require("sha256" in p, f"{key}.prompts.sha256", "is required with url (downloads are checked)")
+    _require(not ("ratings" in p and "ratings_url" in p), f"{key}.prompts.ratings", "give at most one of ratings and ratings_url")
+    if "ratings_url" in p:
+        _require("ratings_sha256" in p, f"{key}.prompts.ratings_sha256", "is required with ratings_url")
+    elif p["tasks"] != "all":
+        from itlab import tasks as task_registry
+
+        _check_names(p["tasks"], task_registry.REGISTRY, f"{key}.prompts.tasks", "a registered task")
+    if "ratings" in p:
+        _require((base_dir / p["ratings"]).is_file(), f"{key}.prompts.ratings", f"file {p['ratings']!r} does not exist")
+    if "ratings" in p or "ratings_url" in p:
+        _require(p.get("rated_pair") in s["pairs"], f"{key}.prompts.rated_pair",
+                 f"{p.get('rated_pair')!r} is not under {key}.pairs")
+    vocab = s["vocabulary"]
+    if vocab not in ("tokenizer", "suite"):
+        _require((base_dir / vocab).is_file(), f"{key}.vocabulary", f"{vocab!r} is not tokenizer, suite or an existing file")
 
 
 def _check_runs(cfg: dict) -> None:

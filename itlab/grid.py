@@ -53,6 +53,17 @@ class TuneRun:
     meta: tuple = ()
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A model study D reads: a key (base/<id>, tuned/<run> or hub:<id>), where it loads from
+    (folder or hub id), a revision, and the files that must exist first."""
+
+    key: str
+    location: str
+    revision: str | None = None
+    done: tuple = ()
+
+
 @dataclass
 class EvalJob:
     """All (task, condition) pairs of one model: the model is loaded once per job."""
@@ -112,6 +123,7 @@ class Grid:
         self.runs: dict[str, TuneRun] = {}
         self.evals: dict[str, EvalJob] = {}
         self.generators: dict[str, str | None] = {}  # study C: generator -> model key/location (None: no model)
+        self.behavior_pairs: dict[str, dict[str, ModelRef]] = {}
         self._expand_base_models()
         studies = cfg["studies"]
         if "inherent_limits" in studies:
@@ -122,6 +134,8 @@ class Grid:
             self._expand_diversity(studies["diversity"])
         if "teachers" in studies:
             self._expand_teachers(studies["teachers"])
+        if "behavior_shift" in studies:
+            self._expand_behavior_shift(studies["behavior_shift"])
 
     # ---- expansion -------------------------------------------------------------------
     def _expand_base_models(self):
@@ -217,6 +231,22 @@ class Grid:
 
     def responses_path(self, generator: str) -> str:
         return f"{self.root}/data/teachers/{generator}/responses.jsonl"
+    def _expand_behavior_shift(self, s):
+        """Pairs (base, tuned): built base models with their tuned run, and hub pairs."""
+        if "tune" in s:
+            t = s["tune"]
+            bases = [b for b in _selected(t["base_models"], self.base_models)]
+            ts = TrainSet(f"mix-{t['mixture']}", "mixture", (("mixture", t["mixture"]),))
+            for base in bases:
+                run = self._add_run(base, ts, t["recipe"], t["seeds"][0], "behavior_shift", mixture=t["mixture"])
+                self.behavior_pairs[base] = {side: self._model_ref(key) for side, key in
+                                             (("base", f"base/{base}"), ("tuned", f"tuned/{run.id}"))}
+        for name, pair in s["pairs"].items():
+            self.behavior_pairs[name] = {side: ModelRef(f"hub:{pair[side]['hub']}", pair[side]["hub"],
+                                                        pair[side].get("revision")) for side in ("base", "tuned")}
+
+    def _model_ref(self, key: str) -> ModelRef:
+        return ModelRef(key, self.model_dir(key), None, tuple(self.model_done(key)))
 
     # ---- paths -----------------------------------------------------------------------
     def task_split(self, task: str, split: str) -> str:
@@ -438,3 +468,66 @@ def eval_resources(grid: Grid, model: str) -> dict:
            "cpus_per_task": res.get("cpus_per_task"), "slurm_partition": res.get("partition"),
            "gpu_model": res.get("gpu_model") if res["gpus"] else None}
     return out
+
+
+# ---- study D: behavior shift ---------------------------------------------------------------
+def behavior_prompt_count(cfg: dict) -> int:
+    """Prompts of study D (for the runtime estimate and shard sizes)."""
+    p = cfg["studies"]["behavior_shift"]["prompts"]
+    if p["source"] == "synthetic":
+        tasks = synthetic_tasks(cfg) if p["tasks"] == "all" else p["tasks"]
+        return len(tasks) * p["per_task"]
+    if "path" not in p:
+        return 632  # a downloaded FinalDataset.tsv: the authors' 632 prompts
+    with open(p["path"], encoding="utf-8") as fh:
+        return max(0, sum(1 for line in fh if line.strip()) - 1)
+
+
+def behavior_resources(grid: Grid, pair: str, kind: str) -> dict:
+    """Scheduler resources of a study-D job. Attribution: one forward + backward over a copy
+    of the sequence per output token, ~6 x params x sequence length FLOPs each; runtime =
+    prompts per shard x max_new_tokens x that / sustained FLOP/s, x 1.5, at least 10 minutes."""
+    s = grid.cfg["studies"]["behavior_shift"]
+    res = s["resources"]
+    params = s["pairs"].get(pair, {}).get("params_billion", 0.01) * 1e9
+    seq = res["mean_prompt_tokens"] + s["max_new_tokens"]
+    per_shard = -(-behavior_prompt_count(grid.cfg) // s["shards"])
+    flops = per_shard * s["max_new_tokens"] * 6 * params * seq
+    minutes = max(10, int(1.5 * flops / (res["gpu_tflops"] * 1e12 * max(1, res["gpus"])) / 60) + 1)
+    out = {"mem_mb": res["mem_mb"], "runtime": res.get("runtime", minutes), "cpus_per_task": 2}
+    if kind == "weights":  # on CPU: fp32 load, one SVD per layer, E x W_q / W_k per head (~10 min per 1B)
+        out["runtime"] = res.get("runtime", max(10, int(10 * params / 1e9)))
+    elif res["gpus"]:
+        out["gpu"] = res["gpus"]
+        if "gpu_model" in res:
+            out["gpu_model"] = res["gpu_model"]
+    if "partition" in res:
+        out["slurm_partition"] = res["partition"]
+    return out
+
+
+def behavior_words(cfg: dict) -> dict:
+    """Word lists of study D: instruction and general words (heads), FFN categories."""
+    from itlab.data import FILLER_WORDS
+    from itlab.interpret import words as w
+
+    s = cfg["studies"]["behavior_shift"]
+    tasks = synthetic_tasks(cfg)
+    suite = w.suite_words(tasks)
+    suite_all = sorted({x for ws in suite.values() for x in ws})
+    h, f = s["heads"], s["ffn"]
+    instruction = {"suite": suite_all, "paper": w.INSTRUCTION_VERBS}.get(h["instruction_words"], h["instruction_words"])
+    general = {"corpus": sorted({x for x in FILLER_WORDS if len(x) >= 3} - set(suite_all)),
+               "paper": w.GENERAL_VERBS}.get(h["general_words"], h["general_words"])
+    if f["categories"] == "clusters":  # words unique to one cluster's phrasings
+        by_cluster: dict[str, set] = {}
+        for t, ws in suite.items():
+            by_cluster.setdefault(task_cluster(cfg, t), set()).update(ws)
+        categories = {c: sorted(ws - set().union(*(o for k, o in by_cluster.items() if k != c)))
+                      for c, ws in sorted(by_cluster.items())}
+    else:
+        categories = w.FFN_CATEGORIES if f["categories"] == "paper" else f["categories"]
+    vocab = s["vocabulary"]
+    if vocab == "suite":
+        vocab = sorted(set(suite_all) | {x for x in FILLER_WORDS if len(x) >= 3})
+    return {"instruction": list(instruction), "general": list(general), "categories": categories, "vocabulary": vocab}

@@ -71,10 +71,10 @@ def build_model(architecture: str, size: dict, tokenizer, seed: int):
     return AutoModelForCausalLM.from_config(build_config(architecture, size, tokenizer))
 
 
-def load_tokenizer(location: str, trust_remote_code: bool = False):
+def load_tokenizer(location: str, trust_remote_code: bool = False, **kwargs):
     from transformers import AutoTokenizer
 
-    return ensure_chat_template(AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code))
+    return ensure_chat_template(AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code, **kwargs))
 
 
 def load_model(location: str, trust_remote_code: bool = False, dtype=None, **kwargs):

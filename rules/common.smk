@@ -11,6 +11,8 @@ from itlab.grid import (  # noqa: E402
     Grid,
     all_tasks,
     eval_resources,
+    behavior_resources,
+    behavior_words,
     heldout_tasks,
     pretrain_arguments,
     scaling_sizes,
@@ -357,3 +359,145 @@ def teachers_targets():
         + [f"{R}/studies/teachers/metrics/{s}.tsv" for s in teacher_scorers()]
         + [f"{R}/judge/{m}/answers.jsonl" for m in sorted(runs)]
     )
+
+
+# ---- study D: behavior shift ------------------------------------------------------------
+def behavior_study():
+    return config["studies"]["behavior_shift"]
+
+
+def behavior_sides():
+    if "behavior_shift" not in config["studies"]:
+        return []
+    return [
+        (p, side) for p in sorted(GRID.behavior_pairs) for side in ("base", "tuned")
+    ]
+
+
+def behavior_attribution_files(pair, side):
+    return [
+        f"{R}/interpret/{pair}/{side}/attributions-{i}.jsonl.gz"
+        for i in range(behavior_study()["shards"])
+    ]
+
+
+def behavior_prompt_inputs(wildcards):
+    """The prompt file and ratings: local paths, or the fetched copies of their urls."""
+    p = behavior_study()["prompts"]
+    out = {}
+    if p["source"] == "final_dataset":
+        out["dataset"] = (
+            p.get("path") or f"{R}/data/behavior_shift/downloads/dataset.tsv"
+        )
+    if "ratings" in p or "ratings_url" in p:
+        out["ratings"] = (
+            p.get("ratings") or f"{R}/data/behavior_shift/downloads/ratings.tsv"
+        )
+    return out
+
+
+def behavior_download(wildcards):
+    p = behavior_study()["prompts"]
+    if wildcards.name == "dataset":
+        return {"url": p["url"], "sha256": p["sha256"]}
+    return {"url": p["ratings_url"], "sha256": p["ratings_sha256"]}
+
+
+def behavior_prompt_params():
+    if "behavior_shift" not in config["studies"]:
+        return {}
+    s = behavior_study()
+    return {
+        "prompts": s["prompts"],
+        "tasks": (
+            synthetic_tasks(config)
+            if s["prompts"]["tasks"] == "all"
+            else s["prompts"]["tasks"]
+        ),
+        "seed": config["seed"],
+        "params": config["data"]["params"],
+    }
+
+
+def behavior_model_inputs(wildcards):
+    ref = GRID.behavior_pairs[wildcards.pair][wildcards.side]
+    return {
+        "prompts": f"{R}/data/behavior_shift/prompts.jsonl",
+        "model": list(ref.done),
+    }
+
+
+def behavior_weights_inputs(wildcards):
+    return {"model": list(GRID.behavior_pairs[wildcards.pair][wildcards.side].done)}
+
+
+def _behavior_model(wildcards):
+    ref = GRID.behavior_pairs[wildcards.pair][wildcards.side]
+    return {
+        "name": f"{wildcards.pair}/{wildcards.side}",
+        "key": ref.key,
+        "location": ref.location,
+        "revision": ref.revision,
+        "trust_remote_code": config["trust_remote_code"],
+        "device": config["device"],
+    }
+
+
+def behavior_attribute_params(wildcards):
+    s = behavior_study()
+    rated = (
+        s["prompts"].get("rated_pair") == wildcards.pair and wildcards.side == "tuned"
+    )
+    return {
+        **_behavior_model(wildcards),
+        "shard": int(wildcards.shard),
+        "shards": s["shards"],
+        "rated": rated,
+        "prompt_format": s["prompt_format"],
+        "max_new_tokens": s["max_new_tokens"],
+        "batch": s["attribution_batch"],
+    }
+
+
+def behavior_weights_params(wildcards):
+    s = behavior_study()
+    return {
+        **_behavior_model(wildcards),
+        "words": behavior_words(config),
+        "heads_top_k": s["heads"]["top_k"],
+        "ffn_top_k": s["ffn"]["top_k"],
+        "ffn_components": s["ffn"]["components"],
+    }
+
+
+def behavior_resource(kind, name, default=None):
+    def get(wildcards):
+        return behavior_resources(GRID, wildcards.pair, kind).get(name, default)
+
+    return get
+
+
+def behavior_analysis_inputs(wildcards):
+    out = {}
+    for pair, side in behavior_sides():
+        out[f"attr__{pair}__{side}"] = behavior_attribution_files(pair, side)
+        out[f"heads__{pair}__{side}"] = f"{R}/interpret/{pair}/{side}/heads.tsv"
+        out[f"ffn__{pair}__{side}"] = f"{R}/interpret/{pair}/{side}/ffn.tsv"
+    return out
+
+
+def behavior_analysis_keys():
+    return [[pair, side] for pair, side in behavior_sides()]
+
+
+def behavior_analysis_params():
+    if "behavior_shift" not in config["studies"]:
+        return {}
+    s = behavior_study()
+    return {
+        "threshold": s["threshold"],
+        "min_output_tokens": s["min_output_tokens"],
+        "heads_group": s["heads"]["layer_group_size"],
+        "ffn_group": s["ffn"]["layer_group_size"],
+        "words": behavior_words(config),
+    }
