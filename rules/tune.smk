@@ -23,6 +23,8 @@ rule tune_model:
         slurm_partition=tune_resource("slurm_partition"),
         gpu_model=tune_resource("gpu_model"),
         gres=tune_resource("gres"),
+        slurm_extra=tune_resource("slurm_extra"),
+        checkpoint_mb=tune_resource("checkpoint_mb"),
     params:
         args=tune_params,
         launch=lambda wildcards: tune_launch(GRID, wildcards.run),

@@ -5,10 +5,12 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
 from itlab.scripting import logged  # noqa: E402
 from itlab.train.args import TrainArguments  # noqa: E402
-from itlab.train.launch import launch  # noqa: E402
+from itlab.train.launch import launch, requeue_after_warning  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     args = TrainArguments.from_dict(snakemake.params.args)  # noqa: F821
     code = launch(args, log=sys.stdout, **snakemake.params.launch)  # noqa: F821
+    if code and requeue_after_warning(code, log=sys.stdout):
+        raise SystemExit(f"tuning checkpointed before the time limit; job requeued (code {code})")
     if code:
         raise SystemExit(f"tuning exited with code {code}; rerun to resume from the last checkpoint")

@@ -91,6 +91,8 @@ ClusterName=itlab
 SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
+# a requeued job may start again after cred_expire seconds (default 120): short for tests
+AuthInfo=cred_expire=20
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd/%n
 SlurmctldPidFile=/run/slurmctld.pid
