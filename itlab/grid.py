@@ -360,6 +360,8 @@ def tune_resources(grid: Grid, run_id: str) -> dict:
     elif res["gpus"]:  # several nodes: --gres is per node, --gpus would be a job total
         model = f"{res['gpu_model']}:" if "gpu_model" in res else ""
         out["gres"] = f"gpu:{model}{res['gpus']}"
+    elif res["nodes"] > 1:  # CPU: the plugin adds --ntasks=<tasks> (default 1), which caps the nodes
+        out["tasks"] = res["nodes"]
     if "partition" in res:
         out["slurm_partition"] = res["partition"]
     out["checkpoint_mb"] = checkpoint_mb(grid, run_id)  # shown in the dry-run; cap with --resources

@@ -18,6 +18,7 @@ rule tune_model:
         mem_mb=tune_resource("mem_mb"),
         runtime=tune_resource("runtime"),
         nodes=tune_resource("nodes"),
+        tasks=tune_resource("tasks"),
         gpu=tune_resource("gpu", 0),
         cpus_per_task=tune_resource("cpus_per_task"),
         slurm_partition=tune_resource("slurm_partition"),
