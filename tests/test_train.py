@@ -355,3 +355,31 @@ def test_requeue_only_after_the_warning_signal(tmp_path, monkeypatch):
     assert calls.read_text().split() == ["requeue", "42"]
     monkeypatch.delenv("SLURM_JOB_ID")
     assert not L.requeue_after_warning(EXIT_PREEMPTED)  # not under Slurm: rerun by hand
+
+
+def test_signal_lead_and_grace_are_per_size_config_keys(default_config):
+    """Defaults fit a 70B step + save; a grace longer than the lead, or a lead not shorter
+    than the runtime, is rejected naming the key; the sbatch signal and torchrun's timeout
+    follow the size."""
+    import copy
+
+    from itlab.config import ConfigError, validate
+    from itlab.grid import Grid, tune_launch, tune_resources
+
+    cfg = validate(copy.deepcopy(default_config), ROOT)
+    size = next(iter(cfg["sizes"].values()))
+    assert size["resources"]["signal_lead"] == 1200 and size["tune"]["shutdown_grace"] == 900
+    grid = Grid(cfg)
+    run = next(iter(grid.runs))
+    assert tune_resources(grid, run)["slurm_extra"] == "--signal=URG@1200"
+    assert tune_launch(grid, run)["shutdown_grace"] == 900
+    name = next(iter(default_config["sizes"]))
+    bad = copy.deepcopy(default_config)
+    bad["sizes"][name].setdefault("tune", {})["shutdown_grace"] = 2000
+    with pytest.raises(ConfigError, match=f"sizes.{name}.tune.shutdown_grace"):
+        validate(bad, ROOT)
+    bad = copy.deepcopy(default_config)
+    bad["sizes"][name].setdefault("resources", {}).update(runtime=10, signal_lead=900)
+    bad["sizes"][name]["tune"] = {**bad["sizes"][name].get("tune", {}), "shutdown_grace": 600}
+    with pytest.raises(ConfigError, match=f"sizes.{name}.resources.signal_lead"):
+        validate(bad, ROOT)
