@@ -133,6 +133,10 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     if device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
+    # DeepSpeed JIT-builds its ops into TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions,
+    # one folder per op behind one lock file): every environment that builds there with its
+    # own paths rebuilds it, and the others wait on the lock. One folder per environment.
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
     cmd = command(str(args_file), processes, nodes, env, shutdown_grace)
     if nodes > 1:
         env = srun_env(env)
