@@ -7,6 +7,7 @@ rule tune_model:
         unpack(tune_inputs),
     output:
         done=f"{R}/tuned/{{run}}/DONE.json",
+        model=directory(f"{R}/tuned/{{run}}/model"),
     log:
         f"{R}/logs/tune_model/{{run}}.log",
     benchmark:
