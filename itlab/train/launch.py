@@ -14,7 +14,7 @@ from pathlib import Path
 
 from itlab.io import atomic_path
 from itlab.train.args import TrainArguments
-from itlab.train.loop import EXIT_PREEMPTED, complete_checkpoints, is_done
+from itlab.train.loop import EXIT_PREEMPTED, checkpoint_dir, complete_checkpoints, is_done
 
 RDZV_PORT = 29400
 
@@ -157,7 +157,7 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
                   file=log or sys.stdout, flush=True)
             return 0
         if code and RECEIVED["signal"]:
-            ck = complete_checkpoints(out, args.fingerprint())
+            ck = complete_checkpoints(out, args.fingerprint(), checkpoint_dir(args))
             print(f"[itlab] stopped by {RECEIVED['signal'].name}; newest checkpoint: "
                   f"{ck[-1].name if ck else 'none'}", file=log or sys.stdout, flush=True)
             return EXIT_PREEMPTED
