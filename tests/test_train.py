@@ -383,3 +383,30 @@ def test_signal_lead_and_grace_are_per_size_config_keys(default_config):
     bad["sizes"][name]["tune"] = {**bad["sizes"][name].get("tune", {}), "shutdown_grace": 600}
     with pytest.raises(ConfigError, match=f"sizes.{name}.resources.signal_lead"):
         validate(bad, ROOT)
+
+
+def test_scratch_dir_holds_checkpoints_and_the_plan_shows_their_size(default_config):
+    import copy
+
+    from itlab.config import validate
+    from itlab.grid import Grid, checkpoint_mb, tune_arguments, tune_resources
+
+    cfg = copy.deepcopy(default_config)
+    cfg["scratch_dir"] = "/scratch/me"
+    grid = Grid(validate(cfg, ROOT))
+    run = next(iter(grid.runs))
+    ck = tune_arguments(grid, run)["checkpoint_dir"]
+    assert ck.startswith("/scratch/me/") and ck.endswith(f"/{run}/checkpoints")
+    # moving the checkpoints does not change what the run computes
+    args = TrainArguments.from_dict(tune_arguments(grid, run))
+    assert args.fingerprint() == TrainArguments.from_dict({**tune_arguments(grid, run), "checkpoint_dir": ""}).fingerprint()
+    assert tune_resources(grid, run)["checkpoint_mb"] == checkpoint_mb(grid, run) >= 1
+    # a 70B bf16 full fine-tune keeping 2 checkpoints: 3 x 70e9 x 14 bytes
+    cfg = copy.deepcopy(default_config)
+    name = next(iter(cfg["sizes"]))
+    cfg["sizes"][name]["params_b"] = 70
+    cfg["device"] = "cuda"
+    cfg["sizes"][name].setdefault("tune", {})["bf16"] = True
+    grid = Grid(validate(cfg, ROOT))
+    run = next(r for r, v in grid.runs.items() if grid.base_models[v.base].size == name)
+    assert checkpoint_mb(grid, run) == pytest.approx(3 * 70e9 * 14 / 1e6, rel=1e-6)
