@@ -124,13 +124,14 @@ def test_two_node_tuning_run_warned_requeues_itself_resumes_and_exports(tmp_path
     cfg["sizes"]["s"]["resources"]["nodes"] = 2
     cfg["recipes"]["default"]["checkpoint_every"] = 1000
     cfg["recipes"]["default"]["max_steps"] = 150
+    cfg["sizes"]["s"]["pretrain_tokens"] = 4000  # the base model only has to exist
     path = write_config(tmp_path, cfg)
     root = tmp_path / "results"
     run = "llama-s__mix-all__default__seed-1"
     run_dir = root / "tuned" / run
     # the inputs locally; only the tuning job goes through Slurm
     prep = snakemake(f"{root}/data/trainsets/mix-all.jsonl", f"{root}/base/llama-s/DONE.json",
-                     "--cores", "1", "--configfile", str(path))
+                     "--cores", "1", "--configfile", str(path), timeout=900)
     assert prep.returncode == 0, prep.stderr[-3000:]
     target = f"{root}/tuned/{run}/DONE.json"
     cmd = [sys.executable, "-m", "snakemake", target, *_slurm_args(tmp_path), "--configfile", str(path)]

@@ -86,6 +86,9 @@ def test_nested_srun_sees_the_job_not_the_plugins_step():
             "SLURM_CONF": "/etc/slurm/slurm.conf", "PATH": "/bin"}
     env = srun_env(step)
     assert set(env) == {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_CONF", "PATH"}
+    # inside the plugin's step SLURM_JOB_NODELIST names the step's node: the controller's wins
+    fixed = srun_env({**step, "SLURM_JOB_NODELIST": "n1"}, {"NodeList": "n[1-2]", "NumNodes": "2", "JobId": "7"})
+    assert fixed["SLURM_JOB_NODELIST"] == "n[1-2]" and fixed["SLURM_JOB_NUM_NODES"] == "2"
 
 
 # ---- real runs --------------------------------------------------------------------------

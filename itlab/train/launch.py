@@ -28,9 +28,20 @@ SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGURG"
 _JOB_VARS = ("SLURM_JOB_", "SLURM_JOBID", "SLURM_CONF", "SLURM_CLUSTER_NAME", "SLURM_SUBMIT_")
 
 
-def srun_env(env) -> dict:
-    """The environment of a nested srun: job-level SLURM_* variables only."""
-    return {k: v for k, v in env.items() if not k.startswith("SLURM_") or k.startswith(_JOB_VARS)}
+def srun_env(env, allocation: dict | None = None) -> dict:
+    """The environment of a nested srun: job-level SLURM_* variables only, with the job's
+    node list and count from ``allocation`` (``job_allocation``): inside the plugin's
+    one-task step even SLURM_JOB_NODELIST names that step's single node."""
+    out = {k: v for k, v in env.items() if not k.startswith("SLURM_") or k.startswith(_JOB_VARS)}
+    if allocation:
+        out.update(SLURM_JOB_NODELIST=allocation["NodeList"], SLURM_JOB_NUM_NODES=allocation["NumNodes"])
+    return out
+
+
+def job_allocation(job_id: str) -> dict:
+    """The job's fields as the controller has them (scontrol show job -o)."""
+    res = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True, check=True)
+    return dict(f.split("=", 1) for f in res.stdout.split() if "=" in f)
 
 
 def head_address(env) -> str:
@@ -137,9 +148,11 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
     # one folder per op behind one lock file): every environment that builds there with its
     # own paths rebuilds it, and the others wait on the lock. One folder per environment.
     env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+    if nodes > 1 and "SLURM_JOB_ID" in env:
+        env = srun_env(env, job_allocation(env["SLURM_JOB_ID"]))
+        print("[itlab] nested srun environment: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())
+                                                           if k.startswith("SLURM_JOB_N")), file=log or sys.stdout, flush=True)
     cmd = command(str(args_file), processes, nodes, env, shutdown_grace)
-    if nodes > 1:
-        env = srun_env(env)
     print(f"[itlab] launching: {' '.join(cmd)}", file=log or sys.stdout, flush=True)
     RECEIVED["signal"] = None
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
