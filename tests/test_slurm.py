@@ -92,7 +92,7 @@ def test_chain_with_tuning_job_cancelled_before_any_checkpoint_resumes(tmp_path)
     saved = _checkpoints(run_dir)
     assert len(saved) == 1 and int(saved[0].split("-")[1]) >= seen, (saved, seen)
 
-    second = snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=900)
+    second = snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=1500)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     log = (root / "logs/tune_model" / f"{run}.log").read_text()
     step = int(saved[0].split("-")[1])
