@@ -233,7 +233,7 @@ def test_analysis_env_installs_with_pip_in_a_fresh_virtualenv(tmp_path):
     res = subprocess.run(pip + ["-c", str(ROOT / "constraints.txt"), *pins], capture_output=True, text=True,
                          timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
-    res = subprocess.run(pip + ["--no-deps", "--no-build-isolation", "-e", *local], capture_output=True, text=True,
+    res = subprocess.run(pip + ["--no-deps", "-e", *local], capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     res = _import_all(py, sorted(env_modules()[path] | {"itlab"}), tmp_path)
