@@ -10,6 +10,13 @@ configfile: "config.yaml"
 
 include: "rules/common.smk"
 include: "rules/hub.smk"
+
+
+# Optional Apptainer image (config key `container`): with --sdm conda apptainer each rule's
+# conda env is built and run inside it (README "Running on Slurm").
+container: config.get("container") or None
+
+
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/tune.smk"

@@ -130,6 +130,12 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         t = size["tune"]
         _require(not t["offload_params"] or t["zero_stage"] == 3, f"sizes.{name}.tune.offload_params", "needs zero_stage 3")
         _require(not t["bf16"] or cfg["device"] == "cuda", f"sizes.{name}.tune.bf16", "bf16 tuning needs device: cuda")
+        res = size["resources"]
+        _require(t["shutdown_grace"] <= res["signal_lead"], f"sizes.{name}.tune.shutdown_grace",
+                 f"{t['shutdown_grace']} s exceeds resources.signal_lead {res['signal_lead']} s: the time limit "
+                 "would kill the workers while they save")
+        _require("runtime" not in res or res["signal_lead"] < 60 * res["runtime"], f"sizes.{name}.resources.signal_lead",
+                 f"{res['signal_lead']} s is not shorter than the runtime ({res.get('runtime')} min)")
 
     from itlab.grid import base_model_ids
 

@@ -355,7 +355,41 @@ def tune_arguments(grid: Grid, run_id: str) -> dict:
         lora = recipe["lora"]
         args.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                     lora_target_modules=lora["target_modules"], quantize_4bit=lora["quantize_4bit"])
+    if cfg.get("scratch_dir"):
+        args["checkpoint_dir"] = scratch_checkpoint_dir(cfg, run_id)
     return args
+
+
+def scratch_checkpoint_dir(cfg: dict, run_id: str) -> str:
+    """A run's checkpoint folder under scratch_dir, unique per results_dir (two checkouts
+    sharing one scratch never meet; a checkpoint also carries the run's fingerprint)."""
+    import hashlib
+    import os
+
+    root = os.path.abspath(cfg["results_dir"])
+    tag = f"{os.path.basename(root)}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
+    return f"{cfg['scratch_dir']}/{tag}/{run_id}/checkpoints"
+
+
+def checkpoint_mb(grid: Grid, run_id: str) -> int:
+    """Disk a run's checkpoints take at their peak (keep_checkpoints complete ones plus the
+    one being written), in MB: bf16/fp32 weights plus fp32 Adam state (master copy in bf16
+    runs, two moments) for full tuning; the frozen weights plus a small adapter for LoRA."""
+    run = grid.runs[run_id]
+    bm = grid.base_models[run.base]
+    size = _size(grid.cfg, bm)
+    if "params_b" in size:
+        n = size["params_b"] * 1e9
+    else:  # embedded ladder: 12 L h^2 for the blocks, tied in/out embeddings
+        m = size["model"]
+        n = 12 * m["num_layers"] * m["hidden_size"] ** 2 + grid.cfg["tokenizer"]["vocab_size"] * m["hidden_size"]
+    args = tune_arguments(grid, run_id)
+    weight = 2 if args["bf16"] else 4
+    if args.get("lora_r"):
+        per_param = (0.5 if args.get("quantize_4bit") else weight) * 1.02
+    else:
+        per_param = weight + (12 if args["bf16"] else 8)
+    return max(1, round((args["keep_checkpoints"] + 1) * n * per_param / 1e6))
 
 
 def tune_launch(grid: Grid, run_id: str) -> dict:
@@ -369,7 +403,8 @@ def tune_launch(grid: Grid, run_id: str) -> dict:
     processes = res["gpus"] if grid.cfg["device"] == "cuda" and res["gpus"] else size["tune"]["processes"]
     if res["nodes"] == 1:
         processes = max(1, min(processes, _global_batch(grid, run_id) // size["tune"]["per_device_batch_size"]))
-    return {"processes": processes, "nodes": res["nodes"], "device": grid.cfg["device"]}
+    return {"processes": processes, "nodes": res["nodes"], "device": grid.cfg["device"],
+            "shutdown_grace": size["tune"]["shutdown_grace"]}
 
 
 def _global_batch(grid: Grid, run_id: str) -> int:
@@ -454,8 +489,13 @@ def tune_resources(grid: Grid, run_id: str) -> dict:
     elif res["gpus"]:  # several nodes: --gres is per node, --gpus would be a job total
         model = f"{res['gpu_model']}:" if "gpu_model" in res else ""
         out["gres"] = f"gpu:{model}{res['gpus']}"
+    elif res["nodes"] > 1:  # CPU: the plugin adds --ntasks=<tasks> (default 1), which caps the nodes
+        out["tasks"] = res["nodes"]
     if "partition" in res:
         out["slurm_partition"] = res["partition"]
+    out["checkpoint_mb"] = checkpoint_mb(grid, run_id)  # shown in the dry-run; cap with --resources
+    # the pre-timeout warning: the workers checkpoint and the job requeues itself
+    out["slurm_extra"] = f"--signal=URG@{int(res['signal_lead'])}"
     return out
 
 

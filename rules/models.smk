@@ -22,6 +22,7 @@ rule pretrain_model:
         unpack(pretrain_inputs),
     output:
         done=f"{R}/base/{{base}}/DONE.json",
+        model=directory(f"{R}/base/{{base}}/model"),
     log:
         f"{R}/logs/pretrain_model/{{base}}.log",
     benchmark:

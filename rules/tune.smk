@@ -7,6 +7,7 @@ rule tune_model:
         unpack(tune_inputs),
     output:
         done=f"{R}/tuned/{{run}}/DONE.json",
+        model=directory(f"{R}/tuned/{{run}}/model"),
     log:
         f"{R}/logs/tune_model/{{run}}.log",
     benchmark:
@@ -18,11 +19,14 @@ rule tune_model:
         mem_mb=tune_resource("mem_mb"),
         runtime=tune_resource("runtime"),
         nodes=tune_resource("nodes"),
+        tasks=tune_resource("tasks"),
         gpu=tune_resource("gpu", 0),
         cpus_per_task=tune_resource("cpus_per_task"),
         slurm_partition=tune_resource("slurm_partition"),
         gpu_model=tune_resource("gpu_model"),
         gres=tune_resource("gres"),
+        slurm_extra=tune_resource("slurm_extra"),
+        checkpoint_mb=tune_resource("checkpoint_mb"),
     params:
         args=tune_params,
         launch=lambda wildcards: tune_launch(GRID, wildcards.run),

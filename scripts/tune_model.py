@@ -7,7 +7,7 @@ sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
 from itlab import hub  # noqa: E402
 from itlab.scripting import logged  # noqa: E402
 from itlab.train.args import TrainArguments  # noqa: E402
-from itlab.train.launch import launch  # noqa: E402
+from itlab.train.launch import launch, requeue_after_warning  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     hub.offline()  # hub base models come from the mirror only
@@ -16,5 +16,7 @@ with logged(snakemake):  # noqa: F821
         m = hub.read_manifest(args.model_path)
         args.base_revision = f"{m['id']}@{m['commit']}:{m['content_sha256']}"
     code = launch(args, log=sys.stdout, **snakemake.params.launch)  # noqa: F821
+    if code and requeue_after_warning(code, log=sys.stdout):
+        raise SystemExit(f"tuning checkpointed before the time limit; job requeued (code {code})")
     if code:
         raise SystemExit(f"tuning exited with code {code}; rerun to resume from the last checkpoint")

@@ -2,6 +2,7 @@
 tools/slurm-cluster.sh): a full chain with a tuning job cancelled mid-run and resumed,
 the sbatch line of a multi-GPU tuning job, and a failing job."""
 
+import json
 import os
 import re
 import shutil
@@ -52,35 +53,114 @@ def _our_jobs(rule: str) -> list[str]:
     return [line.split("|")[0] for line in out.splitlines() if rule in line and "RUNNING" in line]
 
 
-def test_chain_with_cancelled_tuning_job_resumes(tmp_path):
+def _metrics_steps(run_dir: Path) -> int:
+    f = run_dir / "metrics.jsonl"
+    return len(f.read_text().splitlines()) if f.exists() else 0
+
+
+def _checkpoints(run_dir: Path) -> list[str]:
+    ck = run_dir / "checkpoints"
+    return sorted(p.name for p in ck.glob("step-*") if (p / "COMPLETE").exists()) if ck.is_dir() else []
+
+
+def test_chain_with_tuning_job_cancelled_before_any_checkpoint_resumes(tmp_path):
+    """scancel (SIGTERM to every process of the job's step: launcher, torchrun, workers)
+    before any periodic checkpoint exists: the workers save at the step they reached within
+    torchrun's grace period, the cancelled job fails the run, and the rerun resumes there."""
     cfg, path = _config(tmp_path)
+    cfg["recipes"]["default"]["checkpoint_every"] = 1000  # beyond the run: no periodic checkpoint
+    path = write_config(tmp_path, cfg)
     root = tmp_path / "results"
     run = "llama-s__mix-all__default__seed-1"
-    ck = root / "tuned" / run / "checkpoints"
+    run_dir = root / "tuned" / run
     cmd = [sys.executable, "-m", "snakemake", *_slurm_args(tmp_path), "--configfile", str(path)]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline, cancelled = time.time() + 600, None
+    deadline, cancelled, seen = time.time() + 600, None, 0
     while time.time() < deadline and first.poll() is None:
-        done = [p for p in ck.glob("step-*") if (p / "COMPLETE").exists()] if ck.is_dir() else []
-        if done and not cancelled:
+        if not cancelled and _metrics_steps(run_dir) >= 3:
             jobs = _our_jobs("tune_model")
             if jobs:
+                assert not _checkpoints(run_dir)
+                seen = _metrics_steps(run_dir)
                 subprocess.run(["scancel", *jobs], check=True)
                 cancelled = jobs
         time.sleep(0.2)
     out = first.communicate(timeout=300)[0]
-    assert cancelled, f"the tuning job was never seen running with a checkpoint:\n{out[-4000:]}"
+    assert cancelled, f"the tuning job was never seen running:\n{out[-4000:]}"
     assert first.returncode != 0, "a cancelled job must fail the run"
-    assert not (root / "tuned" / run / "DONE.json").exists()
+    assert not (run_dir / "DONE.json").exists()
+    saved = _checkpoints(run_dir)
+    assert len(saved) == 1 and int(saved[0].split("-")[1]) >= seen, (saved, seen)
 
-    second = snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=900)
+    second = snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=1500)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     log = (root / "logs/tune_model" / f"{run}.log").read_text()
-    assert re.search(r"resumed from step-(\d+) at step \d+/300", log), log[-3000:]
+    step = int(saved[0].split("-")[1])
+    assert f"resumed from {saved[0]} at step {step}/300" in log, log[-3000:]
     # synthesis -> tuning -> evaluation -> aggregation all went through Slurm
     assert (root / "tables/scores.tsv").exists() and (root / "studies/inherent_limits/summary.md").exists()
     slurm_logs = {p.relative_to(tmp_path / "slurm-logs").parts[0] for p in (tmp_path / "slurm-logs").rglob("*.log")}
     assert {"rule_synthesize_tasks", "rule_tune_model", "rule_evaluate_model", "rule_aggregate_scores"} <= slurm_logs
+
+
+def _nodes() -> list[str]:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True).stdout
+    return sorted({l.split()[0] for l in out.splitlines() if l.split()[1] in ("idle", "mixed", "allocated")})
+
+
+def test_two_node_tuning_run_warned_requeues_itself_resumes_and_exports(tmp_path):
+    """A 2-node x 1-process (gloo) tuning run through the Slurm profile: the launcher's
+    nested srun inside the plugin's step starts one torchrun per node; the pre-timeout
+    warning (SIGURG, sent here by hand) comes before any periodic checkpoint; the workers
+    save, the job requeues itself (same job id: never two copies at once), resumes from
+    that step on both nodes and exports. One snakemake invocation, no manual rerun."""
+    if len(_nodes()) < 2:
+        if REQUIRED:
+            raise RuntimeError("ITLAB_REQUIRE_SLURM=1 but the cluster has fewer than 2 nodes "
+                               "(tools/slurm-cluster.sh start 2)")
+        pytest.skip("needs a two-node cluster (tools/slurm-cluster.sh start 2)")
+    cfg, _ = _config(tmp_path)
+    cfg["sizes"]["s"]["tune"]["processes"] = 1
+    cfg["sizes"]["s"]["resources"]["nodes"] = 2
+    cfg["recipes"]["default"]["checkpoint_every"] = 1000
+    cfg["recipes"]["default"]["max_steps"] = 150
+    cfg["sizes"]["s"]["pretrain_tokens"] = 4000  # the base model only has to exist
+    path = write_config(tmp_path, cfg)
+    root = tmp_path / "results"
+    run = "llama-s__mix-all__default__seed-1"
+    run_dir = root / "tuned" / run
+    # the inputs locally; only the tuning job goes through Slurm
+    prep = snakemake(f"{root}/data/trainsets/mix-all.jsonl", f"{root}/base/llama-s/DONE.json",
+                     "--cores", "1", "--configfile", str(path), timeout=900)
+    assert prep.returncode == 0, prep.stderr[-3000:]
+    target = f"{root}/tuned/{run}/DONE.json"
+    cmd = [sys.executable, "-m", "snakemake", target, *_slurm_args(tmp_path), "--configfile", str(path)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, warned, seen = time.time() + 600, None, 0
+    while time.time() < deadline and proc.poll() is None:
+        if not warned and _metrics_steps(run_dir) >= 3:
+            jobs = _our_jobs("tune_model")
+            if jobs:
+                assert not _checkpoints(run_dir)
+                seen = _metrics_steps(run_dir)
+                subprocess.run(["scancel", "--signal=URG", *jobs], check=True)
+                warned = jobs
+        time.sleep(0.2)
+    out = proc.communicate(timeout=300)[0]
+    assert warned, f"the tuning job was never seen running:\n{out[-4000:]}"
+    assert proc.returncode == 0, out[-4000:]
+    log = (root / "logs/tune_model" / f"{run}.log").read_text()
+    # (the requeued attempt rewrote the rule's log: the requeue shows in Restarts=1 below)
+    assert "srun --overlap --nodes=2" in log, log[-4000:]
+    m = re.search(r"resumed from step-(\d+) at step (\d+)/150", log)
+    assert m and int(m.group(1)) >= seen, log[-4000:]
+    done = json.loads((run_dir / "DONE.json").read_text())
+    assert done["world_size"] == 2 and done["steps"] == 150
+    assert (run_dir / "model" / "model.safetensors").exists()
+    steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 151))  # every step once: the requeued job resumed, never re-ran
+    job = subprocess.run(["scontrol", "show", "job", warned[0]], capture_output=True, text=True).stdout
+    assert "Restarts=1" in job and "NumNodes=2" in job, job
 
 
 def test_sbatch_arguments_of_a_multi_gpu_tuning_job(tmp_path):
@@ -104,7 +184,7 @@ def test_sbatch_arguments_of_a_multi_gpu_tuning_job(tmp_path):
     assert "--gpus=a100:4" in line
     assert "--cpus-per-task=32" in line and "--mem 256000" in line and "-t 720" in line
     assert "-p gpu-test" in line or "-p 'gpu-test'" in line
-    assert "--signal=URG@600" in line
+    assert "--signal=URG@1200" in line and "--requeue" in line  # the 70B-sized defaults
     assert "--ntasks-per-gpu" not in line and "--ntasks=" not in line  # one launcher, not one per GPU
     assert "--nodes=1" in line
 

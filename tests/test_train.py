@@ -63,15 +63,32 @@ def test_arguments_from_yaml_and_command_line(tmp_path):
 
 def test_launch_commands_single_and_multi_node():
     one = command("a.json", 4)
-    assert one[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=4" in one
+    assert one[1:4] == ["-m", "itlab.train.launch", "--standalone"] and "--nproc_per_node=4" in one
     env = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "gpu[1-4]", "ITLAB_HEAD_NODE": "gpu1"}
     multi = command("a.json", 8, nodes=4, env=env)
-    assert multi[:4] == ["srun", "--nodes=4", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+    # inside the plugin's own srun step: --overlap, and explicit task counts
+    assert multi[:6] == ["srun", "--overlap", "--nodes=4", "--ntasks=4", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     assert "--nnodes=4" in multi and "--nproc_per_node=8" in multi
     assert "--rdzv_endpoint=gpu1:29400" in multi and "--rdzv_id=77" in multi
     assert multi.count("itlab.train") == 1  # one torchrun per node, never one per GPU
     with pytest.raises(RuntimeError, match="Slurm allocation"):
         command("a.json", 8, nodes=2, env={})
+    # torchrun's grace period after a signal, and the signals it forwards to the workers
+    assert "--shutdown-timeout=900" in one and "--shutdown-timeout=1800" in command("a.json", 1, shutdown_grace=1800)
+    assert any(a.startswith("--signals-to-handle=") and "SIGURG" in a for a in one)
+
+
+def test_nested_srun_sees_the_job_not_the_plugins_step():
+    from itlab.train.launch import srun_env
+
+    step = {"SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "n[1-2]", "SLURM_JOB_NUM_NODES": "2", "SLURM_NTASKS": "1",
+            "SLURM_NNODES": "1", "SLURM_STEP_ID": "0", "SLURM_STEP_NODELIST": "n1", "SLURM_CPU_BIND": "none",
+            "SLURM_CONF": "/etc/slurm/slurm.conf", "PATH": "/bin"}
+    env = srun_env(step)
+    assert set(env) == {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_JOB_NUM_NODES", "SLURM_CONF", "PATH"}
+    # inside the plugin's step SLURM_JOB_NODELIST names the step's node: the controller's wins
+    fixed = srun_env({**step, "SLURM_JOB_NODELIST": "n1"}, {"NodeList": "n[1-2]", "NumNodes": "2", "JobId": "7"})
+    assert fixed["SLURM_JOB_NODELIST"] == "n[1-2]" and fixed["SLURM_JOB_NUM_NODES"] == "2"
 
 
 # ---- real runs --------------------------------------------------------------------------
@@ -254,3 +271,145 @@ def test_finished_or_running_job_never_runs_twice(reference, tiny):
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(RuntimeError, match="already training"):
             launch(args, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGURG], ids=["sigterm", "sigurg"])
+def test_signal_before_any_checkpoint_saves_at_that_step_and_resumes(long_reference, tiny, tmp_path, sig):
+    """No periodic checkpoint exists when the signal comes (checkpoint_every is beyond the
+    run), so the only way to keep the progress is the signal handler: the run must save at
+    the step it had reached, exit with EXIT_PREEMPTED, and resume there. SIGURG is the
+    profile's pre-timeout warning; SIGTERM a cancel or a preemption."""
+    from itlab.train.loop import EXIT_PREEMPTED
+
+    out = tmp_path / "run"
+    args = _args(tiny, out, max_steps=LONG, checkpoint_every=10 * LONG)
+    proc = _launch_process(args)
+    ck, deadline = out / "checkpoints", time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "metrics.jsonl").exists() and len(_metrics(out)) >= 5:
+            break
+        time.sleep(0.02)
+    seen = len(_metrics(out))
+    assert 5 <= seen < LONG and _newest_checkpoint(ck) == 0, Path(str(out) + ".log").read_text()[-3000:]
+    proc.send_signal(sig)
+    code = proc.wait(timeout=300)
+    log = Path(str(out) + ".log").read_text()
+    assert code == EXIT_PREEMPTED, log[-3000:]
+    saved = _newest_checkpoint(ck)
+    # saved at the step the run stopped at, soon after the signal, and at no other step
+    assert saved == _metrics(out)[-1]["step"] and seen <= saved < min(seen + 25, LONG), (seen, saved)
+    assert [p.name for p in ck.glob("step-*")] == [f"step-{saved:08d}"]
+
+    # resume for a few steps (stop_after_steps does not change the run's fingerprint): the
+    # losses continue exactly as in the uninterrupted run
+    more = _args(tiny, out, max_steps=LONG, checkpoint_every=10 * LONG, stop_after_steps=saved + 4)
+    rerun = _launch_process(more)
+    rerun.wait(timeout=600)
+    log = Path(str(out) + ".log").read_text()
+    assert f"resumed from step-{saved:08d} at step {saved}/{LONG}" in log, log[-3000:]
+    steps = [r["step"] for r in _metrics(out)]
+    assert steps == list(range(1, saved + 5))  # every step exactly once across the two runs
+    ref = {r["step"]: r["loss"] for r in _metrics(long_reference)}
+    for r in _metrics(out)[saved:]:
+        assert r["loss"] == pytest.approx(ref[r["step"]], rel=1e-3, abs=1e-3), r
+
+
+def test_model_folder_is_swapped_in_with_no_window(tmp_path, monkeypatch):
+    """The exported model replaces the old one in one exchange: no moment without model/
+    (the old code renamed the old folder away first, then the new one in)."""
+    from itlab.train.loop import swap_in
+
+    model, new = tmp_path / "model", tmp_path / ".model.new"
+    model.mkdir()
+    (model / "w").write_text("old")
+    new.mkdir()
+    (new / "w").write_text("new")
+    renames = []
+    real_rename = Path.rename
+    monkeypatch.setattr(Path, "rename", lambda self, target: renames.append((self, target)) or real_rename(self, target))
+    swap_in(new, model)
+    assert (model / "w").read_text() == "new" and not new.exists()
+    assert renames == []  # exchanged (renameat2), never renamed away first
+    new.mkdir()
+    swap_in(new, tmp_path / "fresh")  # no old folder: a plain rename
+    assert (tmp_path / "fresh").is_dir() and len(renames) == 1
+
+
+def test_requeue_only_after_the_warning_signal(tmp_path, monkeypatch):
+    """A run stopped by the pre-timeout warning requeues its Slurm job; a cancel (SIGTERM),
+    a real failure, or a run outside Slurm does not."""
+    from itlab.train import launch as L
+    from itlab.train.loop import EXIT_PREEMPTED
+
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    (fake / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setitem(L.RECEIVED, "signal", signal.SIGTERM)
+    assert not L.requeue_after_warning(EXIT_PREEMPTED)  # scancel: the run fails
+    monkeypatch.setitem(L.RECEIVED, "signal", signal.SIGURG)
+    assert not L.requeue_after_warning(1)  # a real failure after the warning still fails
+    assert not calls.exists()
+    assert L.requeue_after_warning(EXIT_PREEMPTED)
+    assert calls.read_text().split() == ["requeue", "42"]
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert not L.requeue_after_warning(EXIT_PREEMPTED)  # not under Slurm: rerun by hand
+
+
+def test_signal_lead_and_grace_are_per_size_config_keys(default_config):
+    """Defaults fit a 70B step + save; a grace longer than the lead, or a lead not shorter
+    than the runtime, is rejected naming the key; the sbatch signal and torchrun's timeout
+    follow the size."""
+    import copy
+
+    from itlab.config import ConfigError, validate
+    from itlab.grid import Grid, tune_launch, tune_resources
+
+    cfg = validate(copy.deepcopy(default_config), ROOT)
+    size = next(iter(cfg["sizes"].values()))
+    assert size["resources"]["signal_lead"] == 1200 and size["tune"]["shutdown_grace"] == 900
+    grid = Grid(cfg)
+    run = next(iter(grid.runs))
+    assert tune_resources(grid, run)["slurm_extra"] == "--signal=URG@1200"
+    assert tune_launch(grid, run)["shutdown_grace"] == 900
+    name = next(iter(default_config["sizes"]))
+    bad = copy.deepcopy(default_config)
+    bad["sizes"][name].setdefault("tune", {})["shutdown_grace"] = 2000
+    with pytest.raises(ConfigError, match=f"sizes.{name}.tune.shutdown_grace"):
+        validate(bad, ROOT)
+    bad = copy.deepcopy(default_config)
+    bad["sizes"][name].setdefault("resources", {}).update(runtime=10, signal_lead=900)
+    bad["sizes"][name]["tune"] = {**bad["sizes"][name].get("tune", {}), "shutdown_grace": 600}
+    with pytest.raises(ConfigError, match=f"sizes.{name}.resources.signal_lead"):
+        validate(bad, ROOT)
+
+
+def test_scratch_dir_holds_checkpoints_and_the_plan_shows_their_size(default_config):
+    import copy
+
+    from itlab.config import validate
+    from itlab.grid import Grid, checkpoint_mb, tune_arguments, tune_resources
+
+    cfg = copy.deepcopy(default_config)
+    cfg["scratch_dir"] = "/scratch/me"
+    grid = Grid(validate(cfg, ROOT))
+    run = next(iter(grid.runs))
+    ck = tune_arguments(grid, run)["checkpoint_dir"]
+    assert ck.startswith("/scratch/me/") and ck.endswith(f"/{run}/checkpoints")
+    # moving the checkpoints does not change what the run computes
+    args = TrainArguments.from_dict(tune_arguments(grid, run))
+    assert args.fingerprint() == TrainArguments.from_dict({**tune_arguments(grid, run), "checkpoint_dir": ""}).fingerprint()
+    assert tune_resources(grid, run)["checkpoint_mb"] == checkpoint_mb(grid, run) >= 1
+    # a 70B bf16 full fine-tune keeping 2 checkpoints: 3 x 70e9 x 14 bytes
+    cfg = copy.deepcopy(default_config)
+    name = next(iter(cfg["sizes"]))
+    cfg["sizes"][name]["params_b"] = 70
+    cfg["device"] = "cuda"
+    cfg["sizes"][name].setdefault("tune", {})["bf16"] = True
+    grid = Grid(validate(cfg, ROOT))
+    run = next(r for r, v in grid.runs.items() if grid.base_models[v.base].size == name)
+    assert checkpoint_mb(grid, run) == pytest.approx(3 * 70e9 * 14 / 1e6, rel=1e-6)

@@ -1,19 +1,66 @@
 #!/usr/bin/env bash
-# A real one-node Slurm cluster on this machine, for the Slurm integration tests.
-#   tools/slurm-cluster.sh start   install (Debian packages) when missing, configure, start
-#   tools/slurm-cluster.sh stop    stop only the daemons that `start` started
+# A real Slurm cluster on this machine, for the Slurm integration tests.
+#   tools/slurm-cluster.sh start [NODES]  install (Debian packages) when missing, configure, start
+#                                          NODES slurmd (default 2, or $ITLAB_SLURM_NODES)
+#   tools/slurm-cluster.sh stop           stop exactly the daemons that `start` started
 #   tools/slurm-cluster.sh status
-# The node advertises one fake GPU (gres on /dev/null) so that GPU rules schedule.
+#   tools/slurm-cluster.sh leftovers      list live Slurm/munge daemons not running before `start`
+#
+# Several nodes on one machine: Debian's slurmd is not built with --enable-multiple-slurmd
+# (its library rejects two nodes with one NodeHostname), so each node gets its own name
+# (itlab-n1, itlab-n2, ...), its own loopback address (127.0.0.11, .12, ...: reachable from
+# this machine only), its own slurmd port, spool, pid and log file, and its slurmd runs as
+# `slurmd -N <name>`. Both nodes advertise the machine's CPUs and memory
+# (SlurmdParameters=config_overrides), so the cluster is oversubscribed: fine for tests.
+# One node (NODES=1) keeps the machine's own hostname. Every node advertises one fake GPU
+# (gres on /dev/null) so that GPU rules schedule.
+#
+# Pids: every daemon double-forks, so `pgrep` right after starting one finds the exiting
+# parent as well (two pids, or a zombie that PID 1 never reaps here). `start` therefore
+# reads each daemon's own pid file and records "pid start-time"; `stop` kills a pid only
+# when its start time still matches (pids are recycled), waits for it to exit, and SIGKILLs
+# after a grace period. The record lives in /run (not /tmp, which test runs and cleaners may
+# wipe): stop works from any shell, also after a full CI run.
 # Needs root (CI machines are root); no systemd is assumed: daemons are started by hand.
 set -euo pipefail
 
-STATE=${ITLAB_SLURM_STATE:-/tmp/itlab-slurm}
+STATE=${ITLAB_SLURM_STATE:-/run/itlab-slurm}
 PARTITION=${ITLAB_SLURM_PARTITION:-itlab}
+NODES=${ITLAB_SLURM_NODES:-2}
 CONF=/etc/slurm
+DAEMONS="munged slurmctld slurmscriptd slurmd slurmstepd"
 
 log() { echo "[slurm-cluster] $*" >&2; }
 
-node_state() { sinfo -h -N -o '%T' 2>/dev/null | head -n1; }
+node_names() {
+    if [ "$NODES" -eq 1 ]; then hostname -s; else for i in $(seq 1 "$NODES"); do echo "itlab-n$i"; done; fi
+}
+
+# states of all nodes, one per line
+node_states() { sinfo -h -N -o '%T' 2>/dev/null || true; }
+
+all_nodes_up() {
+    local states
+    states=$(node_states)
+    [ -n "$states" ] && [ "$(grep -c . <<<"$states")" -ge "$NODES" ] &&
+        ! grep -qvE '^(idle|mixed|allocated)$' <<<"$states"
+}
+
+# "pid starttime" of live (non-zombie) processes named $1
+live_pids() {
+    local pid
+    for pid in $(pgrep -x "$1" || true); do
+        [ -r "/proc/$pid/stat" ] || continue
+        # fields after the ")" of comm: state is 1st, starttime is 20th
+        local rest
+        rest=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+        set -- $rest
+        [ "$1" = Z ] && continue
+        echo "$pid ${20}"
+    done
+}
+
+starttime() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
 
 install_packages() {
     local missing=()
@@ -28,28 +75,31 @@ install_packages() {
 }
 
 write_config() {
-    local host node_line
+    local host node_line cpus mem names
     host=$(hostname -s)
-    # the node's real CPUs and memory; keep some memory for the OS
-    node_line=$(slurmd -C | head -n1)
-    local cpus mem
+    node_line=$(slurmd -C | head -n1) # the machine's real CPUs and memory; keep some for the OS
     cpus=$(sed -n 's/.*CPUs=\([0-9]*\).*/\1/p' <<<"$node_line")
     mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node_line")
     mem=$((mem * 9 / 10))
     mkdir -p "$CONF" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm "$STATE"
     chown -R slurm:slurm /var/spool/slurmctld /var/log/slurm 2>/dev/null || true
-    cat >"$CONF/slurm.conf" <<CONFEOF
-# written by itlab tools/slurm-cluster.sh: a one-node test cluster
+    names=$(node_names | paste -sd, -)
+    {
+        echo "# written by itlab tools/slurm-cluster.sh: a ${NODES}-node test cluster on one machine"
+        cat <<CONFEOF
 ClusterName=itlab
 SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
+# a requeued job may start again after cred_expire seconds (default 120): short for tests
+AuthInfo=cred_expire=20
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
+SlurmdSpoolDir=/var/spool/slurmd/%n
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+SlurmdPidFile=/run/slurmd-%n.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmdLogFile=/var/log/slurm/slurmd-%n.log
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -62,80 +112,150 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 GresTypes=gpu
-NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem} Gres=gpu:1 State=UNKNOWN
-PartitionName=${PARTITION} Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 CONFEOF
-    echo "NodeName=${host} Name=gpu File=/dev/null Count=1" >"$CONF/gres.conf"
+        if [ "$NODES" -eq 1 ]; then
+            echo "NodeName=${host} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem} Gres=gpu:1 State=UNKNOWN"
+        else
+            local i=0 name
+            for name in $(node_names); do
+                i=$((i + 1))
+                echo "NodeName=${name} NodeHostname=${name} NodeAddr=127.0.0.$((10 + i)) Port=$((6817 + i))" \
+                    "CPUs=${cpus} RealMemory=${mem} Gres=gpu:1 State=UNKNOWN"
+            done
+        fi
+        echo "PartitionName=${PARTITION} Nodes=${names} Default=YES MaxTime=INFINITE State=UP"
+    } >"$CONF/slurm.conf"
+    node_names | sed 's/.*/NodeName=& Name=gpu File=\/dev\/null Count=1/' >"$CONF/gres.conf"
 }
 
-start_daemon() {  # name, command...; records the pid if we started it
-    local name=$1
-    shift
-    if pgrep -x "$name" >/dev/null; then
-        log "$name already running: leaving it alone"
-        return 0
-    fi
+# start a daemon and record the pid its own pid file names, with that process's start time
+start_daemon() { # record-name pidfile command...
+    local name=$1 pidfile=$2 pid
+    shift 2
+    rm -f "$pidfile"
     "$@"
-    sleep 1
-    pgrep -x "$name" >"$STATE/$name.pid" || { log "$name failed to start"; return 1; }
+    for _ in $(seq 1 50); do
+        [ -s "$pidfile" ] && pid=$(tr -dc 0-9 <"$pidfile") && [ -n "$pid" ] && [ -d "/proc/$pid" ] && break
+        sleep 0.2
+    done
+    if [ -z "${pid:-}" ] || [ ! -d "/proc/$pid" ]; then
+        log "$name failed to start"
+        return 1
+    fi
+    echo "$pid $(starttime "$pid")" >"$STATE/$name.pid"
 }
 
 start() {
-    if [ "$(node_state)" = "idle" ] || [ "$(node_state)" = "mixed" ]; then
-        log "a Slurm cluster is already up ($(node_state)); using it"
+    if all_nodes_up; then
+        log "a Slurm cluster is already up; using it (stop will leave it alone)"
         return 0
     fi
+    local d
+    for d in munged slurmctld slurmd; do
+        if [ -n "$(live_pids "$d")" ]; then
+            log "a $d not started by this script is running (pids: $(live_pids "$d" | cut -d' ' -f1 | xargs));" \
+                "stop it first or use that cluster"
+            return 1
+        fi
+    done
     install_packages
     mkdir -p "$STATE"
+    rm -f "$STATE"/*.pid
+    # what was running before: `leftovers` reports only what appeared after this
+    for d in $DAEMONS; do live_pids "$d"; done >"$STATE/before"
     mkdir -p /run/munge && chown munge:munge /run/munge
     [ -f /etc/munge/munge.key ] || { /usr/sbin/mungekey --create 2>/dev/null || /usr/sbin/create-munge-key -f; }
     chown munge:munge /etc/munge/munge.key
-    start_daemon munged runuser -u munge -- /usr/sbin/munged
+    start_daemon munged /run/munge/munged.pid runuser -u munge -- /usr/sbin/munged
     write_config
-    start_daemon slurmctld /usr/sbin/slurmctld
-    start_daemon slurmd /usr/sbin/slurmd
+    start_daemon slurmctld /run/slurmctld.pid /usr/sbin/slurmctld
+    local name
+    if [ "$NODES" -eq 1 ]; then
+        start_daemon slurmd "/run/slurmd-$(hostname -s).pid" /usr/sbin/slurmd
+    else
+        for name in $(node_names); do
+            mkdir -p "/var/spool/slurmd/$name"
+            start_daemon "slurmd-$name" "/run/slurmd-$name.pid" /usr/sbin/slurmd -N "$name"
+        done
+    fi
     for _ in $(seq 1 60); do
-        case "$(node_state)" in
-        idle | mixed | allocated)
-            log "node is $(node_state): partition ${PARTITION} ready"
+        if all_nodes_up; then
+            log "$NODES node(s) up: partition ${PARTITION} ready"
+            sinfo -N >&2
             return 0
-            ;;
-        *drain* | *inval* | down*)
-            scontrol update nodename="$(hostname -s)" state=resume 2>/dev/null || true
-            ;;
-        esac
+        fi
+        for name in $(sinfo -h -N -o '%N %T' 2>/dev/null | awk '$2 ~ /drain|inval|down/ {print $1}'); do
+            scontrol update nodename="$name" state=resume 2>/dev/null || true
+        done
         sleep 1
     done
-    log "node did not become idle: $(node_state)"
-    tail -n 20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2 || true
+    log "nodes did not become idle: $(node_states | xargs)"
+    tail -n 20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd*.log >&2 || true
     return 1
 }
 
-stop() {
-    # cancel the test jobs first, then stop what start() started, in reverse order
-    if [ -f "$STATE/slurmctld.pid" ]; then
-        scancel --user="$(id -un)" 2>/dev/null || true
-    fi
-    for name in slurmd slurmctld munged; do
-        if [ -f "$STATE/$name.pid" ]; then
-            local pid
-            pid=$(cat "$STATE/$name.pid")
-            # only if that pid is still the daemon we started (pids are recycled)
-            if [ "$(ps -p "$pid" -o comm= 2>/dev/null)" = "$name" ]; then
-                kill "$pid" 2>/dev/null || true
-                log "stopped $name"
-            fi
-            rm -f "$STATE/$name.pid"
+# kill one recorded daemon if it is still the process we started; wait for it to exit
+stop_recorded() {
+    local file=$1 name pid start
+    name=$(basename "$file" .pid)
+    read -r pid start <"$file" || true
+    if [ -n "${pid:-}" ] && [ "$(starttime "$pid")" = "$start" ]; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            [ "$(starttime "$pid")" = "$start" ] || break
+            grep -q '^[^)]*) Z' "/proc/$pid/stat" 2>/dev/null && break # exited, left as a zombie
+            sleep 0.2
+        done
+        if [ "$(starttime "$pid")" = "$start" ] && ! grep -q '^[^)]*) Z' "/proc/$pid/stat" 2>/dev/null; then
+            log "$name ($pid) ignored SIGTERM for 20 s: SIGKILL"
+            kill -9 "$pid" 2>/dev/null || true
         fi
+        log "stopped $name ($pid)"
+    else
+        log "$name (${pid:-?}) is no longer running"
+    fi
+    rm -f "$file"
+}
+
+stop() {
+    if [ ! -d "$STATE" ] || [ -z "$(ls "$STATE"/*.pid 2>/dev/null)" ]; then
+        log "nothing recorded in $STATE: no daemon started by this script to stop"
+        return 0
+    fi
+    if [ -f "$STATE/slurmctld.pid" ]; then
+        # cancel the test jobs, and give their steps time to end before slurmd goes
+        scancel --user="$(id -un)" 2>/dev/null || true
+        for _ in $(seq 1 30); do
+            [ -z "$(squeue -h -u "$(id -un)" -t RUNNING,COMPLETING 2>/dev/null)" ] && break
+            sleep 1
+        done
+    fi
+    local f
+    for f in "$STATE"/slurmd*.pid; do [ -f "$f" ] && stop_recorded "$f"; done
+    for f in "$STATE/slurmctld.pid" "$STATE/munged.pid"; do [ -f "$f" ] && stop_recorded "$f"; done
+    return 0
+}
+
+# live Slurm/munge daemons that were not running before `start`: non-empty means a leak
+leftovers() {
+    local d line
+    for d in $DAEMONS; do
+        live_pids "$d" | while read -r line; do
+            grep -qxF "$line" "$STATE/before" 2>/dev/null || echo "$d ${line%% *}"
+        done
     done
 }
 
 case "${1:-}" in
-start) start ;;
+start)
+    [ -n "${2:-}" ] && NODES=$2
+    start
+    ;;
 stop) stop ;;
-status) sinfo ;;
+status) sinfo -N ;;
+leftovers) leftovers ;;
 *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start [NODES]|stop|status|leftovers" >&2
     exit 2
     ;;
 esac

@@ -54,10 +54,11 @@ class TrainArguments:
     base_revision: str = _f("", "Hub base model: commit and content hash of its mirror entry (set from MANIFEST.json).")
     peak_tflops: float = _f(0.0, "Accelerator peak TFLOP/s for MFU (0: look up the GPU, none on CPU).")
     stop_after_steps: int = _f(0, "Testing aid: checkpoint and exit with code 3 after this many steps.")
+    checkpoint_dir: str = _f("", "Checkpoint folder (on scratch storage); empty: <output_dir>/checkpoints.")
 
     def fingerprint(self) -> str:
         """Hash of the settings that define the result (not where or how often it is logged)."""
-        skip = {"output_dir", "log_every", "stop_after_steps", "checkpoint_every", "keep_checkpoints"}
+        skip = {"output_dir", "log_every", "stop_after_steps", "checkpoint_every", "keep_checkpoints", "checkpoint_dir"}
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

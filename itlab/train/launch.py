@@ -14,28 +14,92 @@ from pathlib import Path
 
 from itlab.io import atomic_path
 from itlab.train.args import TrainArguments
-from itlab.train.loop import is_done
+from itlab.train.loop import EXIT_PREEMPTED, checkpoint_dir, complete_checkpoints, is_done
 
 RDZV_PORT = 29400
 
 
-def command(args_file: str, processes: int, nodes: int = 1, env=None) -> list[str]:
+# Signals torchrun forwards to its workers. SIGURG is the profile's pre-timeout warning
+# (sbatch --signal=URG@N); SIGUSR1 a by-hand one. Either makes the workers checkpoint.
+SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1,SIGURG"
+# The variables that describe the job (kept for a nested srun); every other SLURM_* one
+# describes the step the launcher runs in (the plugin's `srun -n1`) and would make a nested
+# srun inherit one task on one node (SLURM_NTASKS, SLURM_NNODES, SLURM_STEP_*, binding...).
+_JOB_VARS = ("SLURM_JOB_", "SLURM_JOBID", "SLURM_CONF", "SLURM_CLUSTER_NAME", "SLURM_SUBMIT_")
+
+
+def srun_env(env, allocation: dict | None = None) -> dict:
+    """The environment of a nested srun: job-level SLURM_* variables only, with the job's
+    node list and count from ``allocation`` (``job_allocation``): inside the plugin's
+    one-task step even SLURM_JOB_NODELIST names that step's single node."""
+    out = {k: v for k, v in env.items() if not k.startswith("SLURM_") or k.startswith(_JOB_VARS)}
+    if allocation:
+        out.update(SLURM_JOB_NODELIST=allocation["NodeList"], SLURM_JOB_NUM_NODES=allocation["NumNodes"])
+    return out
+
+
+def job_allocation(job_id: str) -> dict:
+    """The job's fields as the controller has them (scontrol show job -o)."""
+    res = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True, check=True)
+    return dict(f.split("=", 1) for f in res.stdout.split() if "=" in f)
+
+
+def head_address(env) -> str:
+    """The rendezvous host of a multi-node run: the first node of the allocation, as the
+    address Slurm itself reaches it at (NodeAddr; the host name on most clusters)."""
+    if env.get("ITLAB_HEAD_NODE"):
+        return env["ITLAB_HEAD_NODE"]
+    head = subprocess.run(["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], capture_output=True,
+                          text=True, check=True).stdout.split()[0]
+    node = subprocess.run(["scontrol", "show", "node", "-o", head], capture_output=True, text=True).stdout
+    addr = next((f.split("=", 1)[1] for f in node.split() if f.startswith("NodeAddr=")), "")
+    return addr or head
+
+
+def command(args_file: str, processes: int, nodes: int = 1, env=None, shutdown_grace: int = 900) -> list[str]:
     """The launch command. One node: ``torchrun --standalone`` (it picks a free port, so
-    parallel jobs never collide). Several nodes: one torchrun per node through srun, meeting
-    at the first node of the allocation."""
+    parallel jobs never collide). Several nodes: one torchrun per node through a nested
+    srun, meeting at the first node of the allocation. The nested srun runs inside the
+    executor plugin's own one-task step, so it needs ``--overlap`` (else it waits for the
+    CPUs that step holds, forever) and explicit task counts (run it with ``srun_env``).
+    torchrun waits ``shutdown_grace`` seconds for the workers' checkpoint after a signal
+    (its own default is 30 s) and ignores a repeated signal meanwhile (see ``torchrun``)."""
     env = os.environ if env is None else env
     module = ["-m", "itlab.train", "--args", str(args_file)]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}"]
+    torchrun = [sys.executable, "-m", "itlab.train.launch", f"--nproc_per_node={processes}",
+                f"--shutdown-timeout={int(shutdown_grace)}", f"--signals-to-handle={SIGNALS}"]
     if nodes == 1:
         return torchrun[:3] + ["--standalone"] + torchrun[3:] + module
     if "SLURM_JOB_ID" not in env:
         raise RuntimeError(f"a {nodes}-node run must be launched inside a Slurm allocation")
-    head = env.get("ITLAB_HEAD_NODE") or subprocess.run(
-        ["scontrol", "show", "hostnames", env["SLURM_JOB_NODELIST"]], capture_output=True, text=True, check=True
-    ).stdout.split()[0]
-    return (["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"] + torchrun
+    head = head_address(env)
+    return (["srun", "--overlap", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1",
+             "--kill-on-bad-exit=1"] + torchrun
             + [f"--nnodes={nodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={head}:{RDZV_PORT}",
                f"--rdzv_id={env['SLURM_JOB_ID']}"] + module)
+
+
+def torchrun(argv=None) -> None:
+    """torchrun, except that a second signal does not cut the workers' grace period short.
+
+    Under Slurm one event signals every process of the step: torchrun, the workers and the
+    launcher (which forwards it too), and srun forwards it again to a nested step. torchrun
+    turns each signal into an exception, so a repeat arriving while it waits for its workers
+    aborts the wait and the workers die mid-checkpoint. Here only the first one counts."""
+    from torch.distributed.elastic.multiprocessing import api
+
+    raise_first = api._terminate_process_handler
+    seen = []
+
+    def once(signum, frame):
+        if not seen:
+            seen.append(signum)
+            raise_first(signum, frame)
+
+    api._terminate_process_handler = once
+    from torch.distributed.run import main
+
+    main(argv)
 
 
 def die_with_parent() -> None:
@@ -56,8 +120,14 @@ def _child_setup():
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
-def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "cpu", log=None) -> int:
-    """Run to completion (or to a preemption checkpoint); return the exit code."""
+# the last signal that stopped a launch in this process (SIGURG: the pre-timeout warning)
+RECEIVED: dict = {"signal": None}
+
+
+def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "cpu", log=None,
+           shutdown_grace: int = 900) -> int:
+    """Run to completion (or to a preemption checkpoint); return the exit code:
+    ``EXIT_PREEMPTED`` when a signal stopped an unfinished run (it resumes when rerun)."""
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     lock = open(out / ".lock", "w")
@@ -74,21 +144,36 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     if device == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
-    cmd = command(str(args_file), processes, nodes, env)
+    # DeepSpeed JIT-builds its ops into TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions,
+    # one folder per op behind one lock file): every environment that builds there with its
+    # own paths rebuilds it, and the others wait on the lock. One folder per environment.
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+    if nodes > 1 and "SLURM_JOB_ID" in env:
+        env = srun_env(env, job_allocation(env["SLURM_JOB_ID"]))
+        print("[itlab] nested srun environment: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())
+                                                           if k.startswith("SLURM_JOB_N")), file=log or sys.stdout, flush=True)
+    cmd = command(str(args_file), processes, nodes, env, shutdown_grace)
     print(f"[itlab] launching: {' '.join(cmd)}", file=log or sys.stdout, flush=True)
+    RECEIVED["signal"] = None
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
                             preexec_fn=_child_setup)
 
-    def forward(signum, frame):  # a signal to this job step reaches the workers through torchrun
-        proc.send_signal(signal.SIGTERM)
+    def forward(signum, frame):  # the workers checkpoint; torchrun waits shutdown_grace for them
+        RECEIVED["signal"] = RECEIVED["signal"] or signal.Signals(signum)
+        proc.send_signal(signum)
 
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGURG, signal.SIGINT)}
     try:
         code = proc.wait()
         if code and is_done(out, args):  # DONE.json is written last: the run itself finished
             print(f"[itlab] launcher exited with {code} after the run completed; keeping the result",
                   file=log or sys.stdout, flush=True)
             return 0
+        if code and RECEIVED["signal"]:
+            ck = complete_checkpoints(out, args.fingerprint(), checkpoint_dir(args))
+            print(f"[itlab] stopped by {RECEIVED['signal'].name}; newest checkpoint: "
+                  f"{ck[-1].name if ck else 'none'}", file=log or sys.stdout, flush=True)
+            return EXIT_PREEMPTED
         return code
     finally:
         for s, h in old.items():
@@ -108,3 +193,21 @@ def finish_without_training(args: TrainArguments) -> None:
     params = json.loads((Path(args.model_path) / "config.json").read_text())
     write_json(out / "DONE.json", {"fingerprint": args.fingerprint(), "steps": 0, "tokens": 0, "final_loss": None,
                                    "eval_loss": None, "parameters": None, "architecture": params.get("model_type")})
+
+
+def requeue_after_warning(code: int, log=None) -> bool:
+    """After the pre-timeout warning (SIGURG/SIGUSR1) stopped the run at a checkpoint, put
+    this Slurm job back in the queue (same job id, so it never runs twice at once); it
+    resumes from the checkpoint. A cancel (SIGTERM) or any other failure is not requeued:
+    Slurm requeues preempted jobs itself when they were submitted with --requeue."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if code != EXIT_PREEMPTED or RECEIVED["signal"] not in (signal.SIGURG, signal.SIGUSR1) or not job:
+        return False
+    res = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    print(f"[itlab] requeued Slurm job {job} after {RECEIVED['signal'].name}"
+          + ("" if res.returncode == 0 else f": FAILED ({res.stderr.strip()})"), file=log or sys.stdout, flush=True)
+    return res.returncode == 0
+
+
+if __name__ == "__main__":
+    torchrun()

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from itlab.io import atomic_path, write_json
+from itlab.io import write_json
 from itlab.train.args import TrainArguments, deepspeed_config, lr_at
 
 EXIT_PREEMPTED = 3
@@ -30,10 +30,15 @@ def _request_stop(signum, frame):
     _STOP["requested"] = True
 
 
-def complete_checkpoints(out: Path, fingerprint: str | None = None) -> list[Path]:
+def checkpoint_dir(args: TrainArguments) -> Path:
+    """Where a run's checkpoints live: ``checkpoint_dir`` (scratch storage) or <output_dir>/checkpoints."""
+    return Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.output_dir) / "checkpoints"
+
+
+def complete_checkpoints(out: Path, fingerprint: str | None = None, ckdir: Path | None = None) -> list[Path]:
     """Complete checkpoints, oldest first; with ``fingerprint``, only those of the same settings
     (a run whose config changed starts afresh instead of resuming someone else's state)."""
-    ckdir = out / "checkpoints"
+    ckdir = Path(ckdir) if ckdir else out / "checkpoints"
     if not ckdir.is_dir():
         return []
     found = [p for p in ckdir.glob("step-*") if not p.name.endswith(".partial") and (p / "COMPLETE").exists()]
@@ -199,9 +204,10 @@ def run(args: TrainArguments) -> int:
     engine, optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config)
 
     start = 0
-    ckpts = complete_checkpoints(out, args.fingerprint())
+    ckdir = checkpoint_dir(args)
+    ckpts = complete_checkpoints(out, args.fingerprint(), ckdir)
     if ckpts:
-        _, client = engine.load_checkpoint(str(out / "checkpoints"), tag=ckpts[-1].name)
+        _, client = engine.load_checkpoint(str(ckdir), tag=ckpts[-1].name)
         start = int(client["step"])
         rng_file = ckpts[-1] / f"rng_rank{rank}.pt"
         if rng_file.exists():
@@ -233,7 +239,7 @@ def run(args: TrainArguments) -> int:
         log.step(step + 1, stats[0].item() / world, lr, stats[1].item(), time.perf_counter() - t0)
         stop = stats[2].item() > 0 or (args.stop_after_steps and step + 1 >= args.stop_after_steps)
         if (step + 1) % args.checkpoint_every == 0 or (stop and step + 1 < steps):
-            save_checkpoint(engine, out, step + 1, rank, args.keep_checkpoints, args.fingerprint())
+            save_checkpoint(engine, out, step + 1, rank, args.keep_checkpoints, args.fingerprint(), ckdir)
         if stop and step + 1 < steps:
             if rank == 0:
                 print(f"[itlab] stop requested: checkpointed at step {step + 1}, exiting to be resumed", flush=True)
@@ -253,13 +259,14 @@ def run(args: TrainArguments) -> int:
     return 0
 
 
-def save_checkpoint(engine, out: Path, step: int, rank: int, keep: int, fingerprint: str) -> None:
+def save_checkpoint(engine, out: Path, step: int, rank: int, keep: int, fingerprint: str,
+                    ckdir: Path | None = None) -> None:
     """Write to step-N.partial, then rename and mark COMPLETE: a crash never leaves a
     checkpoint that looks usable."""
     import torch
     import torch.distributed as dist
 
-    ckdir = out / "checkpoints"
+    ckdir = Path(ckdir) if ckdir else out / "checkpoints"
     tag = f"step-{step:08d}"
     partial = f"{tag}.partial"
     if rank == 0:
@@ -271,8 +278,9 @@ def save_checkpoint(engine, out: Path, step: int, rank: int, keep: int, fingerpr
     if rank == 0:
         shutil.rmtree(ckdir / tag, ignore_errors=True)
         (ckdir / partial).rename(ckdir / tag)
-        (ckdir / tag / "COMPLETE").write_text(fingerprint)
-        for old in complete_checkpoints(out)[:-keep]:
+        _fsync_tree(ckdir / tag)  # durable before it is marked COMPLETE
+        _write_synced(ckdir / tag / "COMPLETE", fingerprint)
+        for old in complete_checkpoints(out, ckdir=ckdir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
 
@@ -306,7 +314,10 @@ def export(engine, tokenizer, args, out: Path, rank: int, metrics: dict) -> None
     """Gather the weights to rank 0 and write model/ (safetensors) and DONE.json atomically."""
     state = engine._zero3_consolidated_16bit_state_dict() if args.zero_stage == 3 else None
     if rank == 0:
-        with atomic_path(out / "model", directory=True) as tmp:
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))  # beside model/: same file system
+        try:
             if args.lora_r:
                 merged = merge_adapter(engine.module, args, tmp)
                 merged.save_pretrained(tmp, safe_serialization=True)
@@ -314,9 +325,73 @@ def export(engine, tokenizer, args, out: Path, rank: int, metrics: dict) -> None
                 engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             args.save(tmp / "train_args.json")
+            swap_in(tmp, out / "model")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         write_json(out / "DONE.json", {"fingerprint": args.fingerprint(), **metrics})
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the exported model supersedes them
+        _fsync_tree(out / "DONE.json")
+        shutil.rmtree(checkpoint_dir(args), ignore_errors=True)  # the exported model supersedes them
         print(f"[itlab] exported {out / 'model'} (final loss {metrics['final_loss']:.4f})", flush=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync every file under ``path`` (or the file itself), then the folders that name them."""
+    path = Path(path)
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for d in {f.parent for f in files} | ({path} if path.is_dir() else set()) | {path.parent}:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+RENAME_EXCHANGE = 2
+
+
+def swap_in(new: Path, path: Path) -> None:
+    """Put folder ``new`` at ``path`` with no moment where ``path`` is missing or partial:
+    ``new`` is fsynced, then swapped with the old folder in one step (Linux renameat2 with
+    RENAME_EXCHANGE), the parent fsynced, and the old folder, now at ``new``, removed.
+    Without an old folder, or where the file system cannot exchange, a plain rename."""
+    new, path = Path(new), Path(path)
+    _fsync_tree(new)
+    exchanged = False
+    if path.exists() and sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        AT_FDCWD = -100
+        exchanged = libc.renameat2(AT_FDCWD, os.fsencode(new), AT_FDCWD, os.fsencode(path), RENAME_EXCHANGE) == 0
+    if not exchanged:
+        if path.exists():  # no exchange here: the shortest window a rename pair allows
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            new.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            new.rename(path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if exchanged:
+        shutil.rmtree(new, ignore_errors=True)  # the old model, swapped out
 
 
 def merge_adapter(peft_model, args: TrainArguments, work: Path):
