@@ -61,6 +61,25 @@ def test_arguments_from_yaml_and_command_line(tmp_path):
     assert TrainArguments(seed=1).fingerprint() != TrainArguments(seed=2).fingerprint()
 
 
+def test_list_arguments_from_the_command_line_are_lists_of_names(tmp_path):
+    """--lora_target_modules q_proj,v_proj is two module names, not a list of characters."""
+    import dataclasses
+
+    args = TrainArguments.parse(["--lora_target_modules", "q_proj,v_proj", "--lora_r", "8"])
+    assert args.lora_target_modules == ["q_proj", "v_proj"]
+    assert TrainArguments.parse(["--lora_target_modules", "all"]).lora_target_modules == "all"
+    assert TrainArguments.parse(["--lora_target_modules", "o_proj"]).lora_target_modules == ["o_proj"]
+    # the same from a YAML string and a YAML list; every list field is parsed this way
+    f = tmp_path / "a.yaml"
+    f.write_text("lora_target_modules: q_proj, k_proj\n")
+    assert TrainArguments.parse(["--args", str(f)]).lora_target_modules == ["q_proj", "k_proj"]
+    f.write_text("lora_target_modules: [q_proj]\n")
+    assert TrainArguments.parse(["--args", str(f)]).lora_target_modules == ["q_proj"]
+    for field in dataclasses.fields(TrainArguments):
+        if field.type in ("list", list):
+            assert getattr(TrainArguments.parse([f"--{field.name}", "a,b"]), field.name) == ["a", "b"], field.name
+
+
 def test_launch_commands_single_and_multi_node():
     one = command("a.json", 4)
     assert one[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=4" in one

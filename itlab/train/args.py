@@ -45,7 +45,8 @@ class TrainArguments:
     lora_r: int = _f(0, "LoRA rank; 0 tunes all weights.")
     lora_alpha: float = _f(16.0, "LoRA alpha.")
     lora_dropout: float = _f(0.1, "LoRA dropout.")
-    lora_target_modules: list = _f("all", "Module names to adapt, or 'all' linear layers.")
+    lora_target_modules: list = _f("all", "Module names to adapt (a list; on the command line comma-separated: "
+                                          "q_proj,v_proj), or 'all' linear layers.")
     quantize_4bit: bool = _f(False, "QLoRA: load the base weights in 4 bit (bitsandbytes, GPU).")
     checkpoint_every: int = _f(50, "Optimizer steps between checkpoints.")
     keep_checkpoints: int = _f(2, "Complete checkpoints kept; older ones are pruned.")
@@ -70,6 +71,8 @@ class TrainArguments:
         parser.add_argument("--args", action="append", default=[], help="YAML/JSON file(s) of arguments")
         for f in dataclasses.fields(cls):
             kind = {bool: _bool, int: int, float: float}.get(type(f.default), str)
+            if f.type in ("list", list):  # every list field: comma-separated on the command line
+                kind = _list
             parser.add_argument(f"--{f.name}", type=kind, default=None, help=f.metadata["help"])
         ns = parser.parse_args(argv)
         values: dict = {}
@@ -89,6 +92,10 @@ class TrainArguments:
         return args
 
     def check(self) -> None:
+        for f in dataclasses.fields(self):  # a list field given as one string (YAML/JSON): comma-separated
+            value = getattr(self, f.name)
+            if f.type in ("list", list) and isinstance(value, str) and value != "all":
+                setattr(self, f.name, _list(value))
         if self.objective not in ("sft", "lm"):
             raise ValueError(f"objective must be sft or lm, not {self.objective!r}")
         if self.lr_scheduler not in ("cosine", "linear", "constant"):
@@ -105,6 +112,17 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no"):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _list(text: str) -> list[str] | str:
+    """A list argument from the command line: comma-separated names (``q_proj,v_proj``);
+    ``all`` stays the keyword it is."""
+    if text.strip() == "all":
+        return "all"
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list: {text!r}")
+    return items
 
 
 def accumulation_steps(global_batch: int, micro_batch: int, world: int) -> int:
