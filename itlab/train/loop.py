@@ -182,7 +182,10 @@ def run(args: TrainArguments) -> int:
         targets = "all-linear" if args.lora_target_modules == "all" else list(args.lora_target_modules)
         model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                                                  target_modules=targets, task_type="CAUSAL_LM"))
-    n_params = sum(p.numel() for p in model.parameters())
+    from itlab.train.flops import parameter_counts, train_flops_per_token
+
+    counts = parameter_counts(model)  # right under ZeRO-3 shards, 4-bit packing and LoRA
+    n_params = counts["total"]
 
     rows = build_rows(args, tokenizer, args.train_file)
     if not rows:
@@ -208,7 +211,7 @@ def run(args: TrainArguments) -> int:
         if rank == 0:
             print(f"[itlab] resumed from {ckpts[-1].name} at step {start}/{steps}", flush=True)
 
-    log = _Logger(out, rank, steps, start, n_params, world, cuda, args)
+    log = _Logger(out, rank, steps, start, train_flops_per_token(counts), world, cuda, args)
     global_rows = args.global_batch_size
     stop_code = 0
     for step in range(start, steps):
@@ -244,7 +247,8 @@ def run(args: TrainArguments) -> int:
 
     eval_loss = evaluate_loss(engine, args, tokenizer, device, rank, world) if args.eval_file else None
     export(engine, tokenizer, args, out, rank, {"steps": steps, "final_loss": log.last_loss, "eval_loss": eval_loss,
-                                                "tokens": log.tokens_seen, "parameters": n_params, "world_size": world})
+                                                "tokens": log.tokens_seen, "parameters": n_params,
+                                                "trainable_parameters": counts["trainable"], "world_size": world})
     dist.barrier()
     dist.destroy_process_group()  # explicit teardown: avoids rare aborts at interpreter exit
     return 0
@@ -336,10 +340,10 @@ def merge_adapter(peft_model, args: TrainArguments, work: Path):
 class _Logger:
     """metrics.jsonl + tensorboard on rank 0, and a progress bar when attached to a terminal."""
 
-    def __init__(self, out, rank, steps, start, n_params, world, cuda, args):
+    def __init__(self, out, rank, steps, start, flops_per_token, world, cuda, args):
         import torch
 
-        self.rank, self.n_params, self.world, self.cuda = rank, n_params, world, cuda
+        self.rank, self.flops_per_token, self.world, self.cuda = rank, flops_per_token, world, cuda
         self.last_loss, self.tokens_seen, self.every = float("nan"), 0, args.log_every
         self.peak = args.peak_tflops
         if cuda and not self.peak:
@@ -366,7 +370,9 @@ class _Logger:
         rec = {"step": step, "loss": round(loss, 6), "lr": lr, "tokens": int(tokens),
                "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "time": time.time()}
         if self.cuda and self.peak:
-            rec["mfu"] = round(6 * self.n_params * tokens / seconds / (self.peak * 1e12 * self.world), 4)
+            from itlab.train.flops import mfu
+
+            rec["mfu"] = round(mfu(self.flops_per_token, tokens, seconds, self.peak, self.world), 4)
         if step % self.every == 0:
             self.fh.write(json.dumps(rec) + "\n")
             self.fh.flush()
