@@ -35,6 +35,7 @@ rule download_task:
     params:
         spec=lambda wildcards: config["data"]["hub_tasks"][wildcards.task],
         max_items=config["evaluation"]["max_items_per_task"],
+        seed=config["seed"],
     script:
         "../scripts/download_task.py"
 

@@ -11,4 +11,5 @@ with logged(snakemake):  # noqa: F821
     spec = snakemake.params.spec  # noqa: F821
     for split, path in (("train", snakemake.output.train), ("test", snakemake.output.test)):  # noqa: F821
         limit = None if split == "train" else snakemake.params.max_items  # noqa: F821
-        write_jsonl(path, load_hub_task(snakemake.wildcards.task, spec, split, limit))  # noqa: F821
+        records = load_hub_task(snakemake.wildcards.task, spec, split, limit, seed=snakemake.params.seed)  # noqa: F821
+        write_jsonl(path, records)

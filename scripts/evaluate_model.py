@@ -16,6 +16,7 @@ with logged(snakemake):  # noqa: F821
                  s["max_new_tokens"], s["max_items_per_task"], snakemake.output.scores.rsplit("/", 1)[0],  # noqa: F821
                  trust_remote_code=snakemake.params.trust_remote_code,  # noqa: F821
                  lm_eval_tasks=s["lm_eval_tasks"], allow_code_execution=s["allow_code_execution"],
+                 answer_format=s["answer_format"], seed=s["seed"],
                  device="cuda" if snakemake.params.device == "cuda" else "cpu")  # noqa: F821
     write_table(snakemake.output.scores, scores)  # noqa: F821
     print(scores.to_string())

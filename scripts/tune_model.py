@@ -3,12 +3,15 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
+from itlab.grid import Grid, tune_checkpointing  # noqa: E402
 from itlab.scripting import logged  # noqa: E402
 from itlab.train.args import TrainArguments  # noqa: E402
 from itlab.train.launch import launch  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
-    args = TrainArguments.from_dict(snakemake.params.args)  # noqa: F821
+    # checkpointing settings come from the config, not from params (no rerun when they change)
+    checkpointing = tune_checkpointing(Grid(snakemake.config), snakemake.wildcards.run)  # noqa: F821
+    args = TrainArguments.from_dict({**snakemake.params.args, **checkpointing})  # noqa: F821
     code = launch(args, log=sys.stdout, **snakemake.params.launch)  # noqa: F821
     if code:
         raise SystemExit(f"tuning exited with code {code}; rerun to resume from the last checkpoint")
