@@ -69,16 +69,14 @@ def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None, s
         labels = [all_labels[i] for i in keep]
     if limit is not None:
         keep = [keep[j] for j in subsample(len(keep), limit, seed, f"{name}/{split}", labels)]
+    from itlab.templates import render_row
+
     records = []
     for i in keep:
-        row = ds[i]
-        extra = {}
-        if spec.get("choices"):
-            row = dict(row, label_text=spec["choices"][int(row[spec["label_field"]])])
-            extra["label"] = row["label_text"]
+        prompt, answer = render_row(spec, ds[i])
+        extra = {"label": answer} if spec.get("choices") else {}  # evaluation subsamples stratify by it
         records.append({"task": name, "cluster": spec["cluster"], "phrasing": 0, "id": f"{name}-{split}-{i}",
-                        "prompt": spec["input_template"].format(**row),
-                        "answer": spec["target_template"].format(**row), "inputs": {}, **extra})
+                        "prompt": prompt, "answer": answer, "inputs": {}, **extra})
     return records
 
 
