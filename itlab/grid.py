@@ -289,6 +289,7 @@ def tune_arguments(grid: Grid, run_id: str) -> dict:
         "model_path": grid.model_dir(f"base/{run.base}"), "train_file": grid.trainset_path(run.trainset),
         "output_dir": f"{grid.root}/tuned/{run_id}", "objective": "sft", "chat": True,
         "max_seq_len": recipe["max_seq_len"], "packing": recipe["packing"], "global_batch_size": batch,
+        "loss_reduction": recipe["loss_reduction"],
         "per_device_batch_size": system["per_device_batch_size"], "learning_rate": recipe["learning_rate"],
         "lr_scheduler": recipe["lr_scheduler"], "warmup_ratio": recipe["warmup_ratio"],
         "weight_decay": recipe["weight_decay"], "epochs": recipe["epochs"], "max_steps": recipe.get("max_steps", 0),

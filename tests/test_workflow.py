@@ -110,14 +110,14 @@ def test_changing_checkpointing_reruns_no_tuning(tmp_path):
     cfg["results_dir"] = str(tmp_path / "results")
     cfg["base_models"] = {"llama": ["s"]}
     target = f"{cfg['results_dir']}/tuned/llama-s__mix-all__default__seed-1/DONE.json"
-    res = snakemake("--cores", "2", "--configfile", str(write_config(tmp_path, cfg)), target, timeout=900)
+    res = snakemake(target, "--cores", "2", "--configfile", str(write_config(tmp_path, cfg)), timeout=900)
     assert res.returncode == 0, res.stderr[-5000:]
 
     def dry_run(recipe_change):
         changed = json.loads(json.dumps(cfg))
         changed["recipes"]["default"].update(recipe_change)
-        out = snakemake("-n", "--cores", "2", "--configfile", str(write_config(tmp_path, changed, "changed.yaml")),
-                        target)
+        out = snakemake(target, "-n", "--cores", "2", "--configfile",
+                        str(write_config(tmp_path, changed, "changed.yaml")))
         assert out.returncode == 0, out.stderr[-3000:]
         return out.stdout + out.stderr
 
