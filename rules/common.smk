@@ -145,7 +145,8 @@ def eval_params(wildcards):
         "k_shot": job.k_shot if uses_k else 0,
         "lm_eval_tasks": {t: lm_eval_task(t) for t, _ in items if lm_eval_task(t)},
         "answer_format": GRID.answer_format(job.model),
-        "seed": config["seed"],  # evaluation subsamples and per-item in-context examples
+        # the seed of evaluation subsamples and per-item in-context examples
+        "seed": config["seed"],
         **config["evaluation"],
     }
 
