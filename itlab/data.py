@@ -52,26 +52,35 @@ def format_plain(prompt: str, answer: str | None = None) -> str:
     return text if answer is None else f"{text} {answer}"
 
 
-def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None, rows=None) -> list[dict]:
+def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None, seed: int = 0,
+                  rows=None) -> list[dict]:
     """Paper scale: rows of a Hugging Face data set rendered into itlab's record format
-    (``rows``: the split, already read from the mirror; else loaded from the hub)."""
+    (``rows``: the split, already read from the mirror; else loaded from the hub).
+
+    ``limit``: a seeded sample of that many rows (stratified by label for tasks with
+    ``choices``), never the first rows of the split. Ids keep the row's index in the split.
+    """
     if rows is None:
         from datasets import load_dataset
 
         rows = load_dataset(spec["dataset"], spec.get("subset"), split=spec[f"{split}_split"])
     ds = rows
+    keep = list(range(len(ds)))
+    labels = None
+    if spec.get("choices"):  # unlabelled rows (e.g. GLUE test splits) are never evaluated
+        all_labels = [int(v) for v in ds[spec["label_field"]]]
+        keep = [i for i in keep if all_labels[i] >= 0]
+        labels = [all_labels[i] for i in keep]
     if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
+        keep = [keep[j] for j in subsample(len(keep), limit, seed, f"{name}/{split}", labels)]
+    from itlab.templates import render_row
+
     records = []
-    for i, row in enumerate(ds):
-        if spec.get("choices"):
-            label = int(row[spec["label_field"]])
-            if label < 0:  # unlabelled rows (e.g. GLUE test splits)
-                continue
-            row = dict(row, label_text=spec["choices"][label])
+    for i in keep:
+        prompt, answer = render_row(spec, ds[i])
+        extra = {"label": answer} if spec.get("choices") else {}  # evaluation subsamples stratify by it
         records.append({"task": name, "cluster": spec["cluster"], "phrasing": 0, "id": f"{name}-{split}-{i}",
-                        "prompt": spec["input_template"].format(**row),
-                        "answer": spec["target_template"].format(**row), "inputs": {}})
+                        "prompt": prompt, "answer": answer, "inputs": {}, **extra})
     return records
 
 
@@ -87,6 +96,49 @@ def carve_test(train, n: int, task: str, seed: int, key: str):
     test_idx = sorted(order[:n])
     held = set(test_idx)
     return train.select([i for i in range(len(train)) if i not in held]), train.select(test_idx)
+
+
+# ---- evaluation samples -----------------------------------------------------------------
+def subsample(n_items: int, limit: int | None, seed: int, key: str, labels: list | None = None) -> list[int]:
+    """Indices of an evaluation subsample: a seeded shuffle, never the first ``limit`` rows
+    (hub splits can be sorted by label: imdb's test split is all negative, then all positive).
+
+    With ``labels``, stratified: each label gets its share of ``limit`` (largest remainders
+    take the rounding), drawn at random within the label. The indices come back in a seeded
+    random order (labels interleaved). ``limit`` None or >= n_items: every row, shuffled.
+    """
+    rng = rng_for("subsample", key, seed)
+    order = list(range(n_items))
+    rng.shuffle(order)
+    if limit is None or limit >= n_items:
+        return order
+    if labels is None:
+        return order[:limit]
+    groups: dict = {}
+    for i in order:  # each group in shuffled order
+        groups.setdefault(labels[i], []).append(i)
+    keys = sorted(groups, key=str)
+    raw = {k: limit * len(groups[k]) / n_items for k in keys}
+    take = {k: int(raw[k]) for k in keys}
+    for k in sorted(keys, key=lambda k: (raw[k] - take[k], str(k)), reverse=True)[: limit - sum(take.values())]:
+        take[k] += 1
+    chosen = [i for k in keys for i in groups[k][: take[k]]]
+    rng.shuffle(chosen)
+    return chosen
+
+
+def fewshot_draws(test: list[dict], pool: list[dict], k: int, seed: int, key: str) -> list[list[int]]:
+    """For each test item, ``k`` pool indices drawn with a seed of its own (the same item gets
+    the same examples in every run and every subsample), never the item itself (same id or
+    same prompt: a pool that overlaps the test split cannot show an item its own answer)."""
+    out = []
+    for item in test:
+        allowed = [j for j, r in enumerate(pool) if r.get("id") != item.get("id") and r["prompt"] != item["prompt"]]
+        if len(allowed) < k:
+            raise ValueError(f"{key}: {k} in-context examples asked, only {len(allowed)} available for "
+                             f"item {item.get('id')!r}")
+        out.append(rng_for("fewshot", key, seed, item.get("id"), item["prompt"]).sample(allowed, k))
+    return out
 
 
 # ---- mixtures -------------------------------------------------------------------------
@@ -134,11 +186,15 @@ def build_mixture(train: dict[str, list[dict]], mix: dict, seed: int, name: str)
     return out
 
 
+SAMPLEGEN_ANSWER = "Answer:"  # marks the final answer of a SampleGen response, after its examples
+
+
 def samplegen(record: dict, pool: list[dict], rng: random.Random) -> dict:
-    """SampleGen format: the response first writes two examples of the task, then answers."""
+    """SampleGen format: the response first writes two examples of the task, then answers
+    (over several lines: evaluation scores the text after the last ``SAMPLEGEN_ANSWER``)."""
     shots = rng.sample(pool, 2)
     demo = "\n".join(f"Example: {s['prompt']} -> {s['answer']}" for s in shots)
-    return dict(record, answer=f"{demo}\nAnswer: {record['answer']}", format="samplegen")
+    return dict(record, answer=f"{demo}\n{SAMPLEGEN_ANSWER} {record['answer']}", format="samplegen")
 
 
 # ---- nested subsets (study E) ---------------------------------------------------------
@@ -246,6 +302,9 @@ def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int)
     return bins
 
 
-def pad_batches(examples: list[tuple[list[int], list[int]]], pad_id: int) -> list[dict]:
-    """The unpacked alternative (one example per row, padded later): for benchmarks and ablations."""
-    return [{"input_ids": ids, "labels": labels, "position_ids": list(range(len(ids)))} for ids, labels in examples]
+def pad_batches(examples: list[tuple[list[int], list[int]]], pad_id: int,
+                seq_len: int | None = None) -> list[dict]:
+    """The unpacked alternative (one example per row, padded later), each truncated to ``seq_len``
+    tokens as packing truncates them."""
+    return [{"input_ids": ids[:seq_len], "labels": labels[:seq_len], "position_ids": list(range(len(ids[:seq_len])))}
+            for ids, labels in examples]

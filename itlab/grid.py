@@ -292,6 +292,16 @@ class Grid:
             return [self.base_done(name)] if bm.source == "build" else []
         return [f"{self.root}/tuned/{name}/DONE.json"]
 
+    def answer_format(self, model: str) -> str:
+        """The response format a model was tuned on (its mixture's format), which evaluation
+        must parse: samplegen answers after two generated examples; else "regular"."""
+        kind, name = model.split("/", 1)
+        if kind == "tuned":
+            ts = self.trainsets[self.runs[name].trainset]
+            if ts.kind == "mixture":
+                return self.cfg["data"]["mixtures"][ts.spec["mixture"]].get("format", "regular")
+        return "regular"
+
     def eval_scores(self, model: str) -> str:
         return f"{self.root}/eval/{model}/scores.tsv"
 
@@ -343,14 +353,14 @@ def tune_arguments(grid: Grid, run_id: str) -> dict:
         "model_path": grid.model_dir(f"base/{run.base}"), "train_file": grid.trainset_path(run.trainset),
         "output_dir": f"{grid.root}/tuned/{run_id}", "objective": "sft", "chat": True,
         "max_seq_len": recipe["max_seq_len"], "packing": recipe["packing"], "global_batch_size": batch,
+        "loss_reduction": recipe["loss_reduction"],
         "per_device_batch_size": system["per_device_batch_size"], "learning_rate": recipe["learning_rate"],
         "lr_scheduler": recipe["lr_scheduler"], "warmup_ratio": recipe["warmup_ratio"],
         "weight_decay": recipe["weight_decay"], "epochs": recipe["epochs"], "max_steps": recipe.get("max_steps", 0),
         "seed": run.seed, "zero_stage": system["zero_stage"], "offload_optimizer": system["offload_optimizer"],
         "offload_params": system["offload_params"], "bf16": system["bf16"],
-        "gradient_checkpointing": system["gradient_checkpointing"], "checkpoint_every": recipe["checkpoint_every"],
-        "keep_checkpoints": recipe["keep_checkpoints"], "trust_remote_code": cfg["trust_remote_code"],
-    }
+        "gradient_checkpointing": system["gradient_checkpointing"], "trust_remote_code": cfg["trust_remote_code"],
+    }  # checkpointing is not part of the result: tune_checkpointing, outside the job's params
     if "lora" in recipe:
         lora = recipe["lora"]
         args.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
@@ -389,7 +399,15 @@ def checkpoint_mb(grid: Grid, run_id: str) -> int:
         per_param = (0.5 if args.get("quantize_4bit") else weight) * 1.02
     else:
         per_param = weight + (12 if args["bf16"] else 8)
-    return max(1, round((args["keep_checkpoints"] + 1) * n * per_param / 1e6))
+    keep = tune_checkpointing(grid, run_id)["keep_checkpoints"]
+    return max(1, round((keep + 1) * n * per_param / 1e6))
+
+
+def tune_checkpointing(grid: Grid, run_id: str) -> dict:
+    """How often a tuning run checkpoints and how many it keeps: read by the job itself, not a
+    rule param, so changing them neither reruns a finished job nor deletes its DONE.json."""
+    recipe = grid.cfg["recipes"][grid.runs[run_id].recipe]
+    return {"checkpoint_every": recipe["checkpoint_every"], "keep_checkpoints": recipe["keep_checkpoints"]}
 
 
 def tune_launch(grid: Grid, run_id: str) -> dict:

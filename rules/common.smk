@@ -211,6 +211,9 @@ def eval_params(wildcards):
         "files": {t: GRID.eval_task_files(t) for t, _ in items},
         "k_shot": job.k_shot if uses_k else 0,
         "lm_eval_tasks": {t: lm_eval_task(t) for t, _ in items if lm_eval_task(t)},
+        "answer_format": GRID.answer_format(job.model),
+        # the seed of evaluation subsamples and per-item in-context examples
+        "seed": config["seed"],
         **config["evaluation"],
         **({"metrics": metrics} if metrics else {}),
     }

@@ -22,5 +22,5 @@ with logged(snakemake), one_line_errors():  # noqa: F821
         test = hub.load_split(p.folder, spec["test_split"], f"{key}.test_split")
     for split, rows, path in (("train", train, snakemake.output.train), ("test", test, snakemake.output.test)):  # noqa: F821
         limit = None if split == "train" else p.max_items
-        n = write_jsonl(path, load_hub_task(task, spec, split, limit, rows=rows))
+        n = write_jsonl(path, load_hub_task(task, spec, split, limit, seed=p.seed, rows=rows))
         print(f"[itlab] {task} {split}: {n} records from {manifest['id']}@{manifest['commit']}")

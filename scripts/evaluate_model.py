@@ -19,6 +19,7 @@ with logged(snakemake):  # noqa: F821
                  trust_remote_code=snakemake.params.trust_remote_code,  # noqa: F821
                  lm_eval_tasks=s["lm_eval_tasks"], allow_code_execution=s["allow_code_execution"],
                  gpus=snakemake.resources.gpu, metrics=s.get("metrics"),  # noqa: F821
+                 answer_format=s["answer_format"], seed=s["seed"],
                  device="cuda" if snakemake.params.device == "cuda" else "cpu",  # noqa: F821
                  harness_data=snakemake.params.harness_data)  # noqa: F821
     write_table(snakemake.output.scores, scores)  # noqa: F821

@@ -1,20 +1,19 @@
 """Rule tune_model: launch one DeepSpeed tuning run (resumes from its newest checkpoint)."""
 
 import sys
-from pathlib import Path
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
 from itlab import hub  # noqa: E402
+from itlab.grid import Grid, tune_checkpointing  # noqa: E402
 from itlab.scripting import logged  # noqa: E402
 from itlab.train.args import TrainArguments  # noqa: E402
 from itlab.train.launch import launch, requeue_after_warning  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     hub.offline()  # hub base models come from the mirror only
-    args = TrainArguments.from_dict(snakemake.params.args)  # noqa: F821
-    if (Path(args.model_path) / hub.MANIFEST).exists():  # revision + content hash: provenance and fingerprint
-        m = hub.read_manifest(args.model_path)
-        args.base_revision = f"{m['id']}@{m['commit']}:{m['content_sha256']}"
+    # checkpointing settings come from the config, not from params (no rerun when they change)
+    checkpointing = tune_checkpointing(Grid(snakemake.config), snakemake.wildcards.run)  # noqa: F821
+    args = TrainArguments.from_dict({**snakemake.params.args, **checkpointing})  # noqa: F821
     code = launch(args, log=sys.stdout, **snakemake.params.launch)  # noqa: F821
     if code and requeue_after_warning(code, log=sys.stdout):
         raise SystemExit(f"tuning checkpointed before the time limit; job requeued (code {code})")

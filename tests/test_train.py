@@ -61,6 +61,57 @@ def test_arguments_from_yaml_and_command_line(tmp_path):
     assert TrainArguments(seed=1).fingerprint() != TrainArguments(seed=2).fingerprint()
 
 
+def test_list_arguments_from_the_command_line_are_lists_of_names(tmp_path):
+    """--lora_target_modules q_proj,v_proj is two module names, not a list of characters."""
+    import dataclasses
+
+    args = TrainArguments.parse(["--lora_target_modules", "q_proj,v_proj", "--lora_r", "8"])
+    assert args.lora_target_modules == ["q_proj", "v_proj"]
+    assert TrainArguments.parse(["--lora_target_modules", "all"]).lora_target_modules == "all"
+    assert TrainArguments.parse(["--lora_target_modules", "o_proj"]).lora_target_modules == ["o_proj"]
+    # the same from a YAML string and a YAML list; every list field is parsed this way
+    f = tmp_path / "a.yaml"
+    f.write_text("lora_target_modules: q_proj, k_proj\n")
+    assert TrainArguments.parse(["--args", str(f)]).lora_target_modules == ["q_proj", "k_proj"]
+    f.write_text("lora_target_modules: [q_proj]\n")
+    assert TrainArguments.parse(["--args", str(f)]).lora_target_modules == ["q_proj"]
+    for field in dataclasses.fields(TrainArguments):
+        if field.type in ("list", list):
+            assert getattr(TrainArguments.parse([f"--{field.name}", "a,b"]), field.name) == ["a", "b"], field.name
+
+
+def test_fingerprint_hashes_data_content_and_model_revision_not_paths(tmp_path):
+    import shutil
+
+    def place(where):
+        (where / "model").mkdir(parents=True)
+        (where / "model" / "config.json").write_text('{"model_type": "llama"}')
+        (where / "model" / "model.safetensors").write_bytes(b"weights-v1")
+        (where / "train.jsonl").write_text('{"prompt": "p", "answer": "a"}\n')
+        return TrainArguments(model_path=str(where / "model"), train_file=str(where / "train.jsonl"),
+                              output_dir=str(where / "out"))
+
+    a = place(tmp_path / "a")
+    b = place(tmp_path / "elsewhere" / "b")  # the same content under other paths
+    assert a.fingerprint() == b.fingerprint() == a.resolved().fingerprint()
+    # checkpointing and logging are not part of the result
+    assert TrainArguments(**{**vars(a), "checkpoint_every": 7, "keep_checkpoints": 9}).fingerprint() == a.fingerprint()
+    # the same paths with other content: another result
+    (tmp_path / "a" / "train.jsonl").write_text('{"prompt": "p", "answer": "b"}\n')
+    assert a.fingerprint() != b.fingerprint()
+    shutil.copy(tmp_path / "elsewhere" / "b" / "train.jsonl", tmp_path / "a" / "train.jsonl")
+    assert a.fingerprint() == b.fingerprint()
+    (tmp_path / "a" / "model" / "model.safetensors").write_bytes(b"weights-v2")
+    assert a.fingerprint() != b.fingerprint()
+    # a hub mirror entry: its manifest's commit and content hash name the revision
+    (tmp_path / "a" / "model" / "MANIFEST.json").write_text(
+        json.dumps({"id": "org/m", "commit": "abc123", "content_sha256": "f00d"}))
+    assert a.resolved().model_revision == "org/m@abc123:f00d"
+    # resolved() recomputes: stale identity fields never survive a relaunch
+    stale = TrainArguments(**{**vars(b), "train_data_sha256": "0" * 64})
+    assert stale.fingerprint() != b.fingerprint() and stale.resolved().fingerprint() == b.fingerprint()
+
+
 def test_launch_commands_single_and_multi_node():
     one = command("a.json", 4)
     assert one[1:4] == ["-m", "itlab.train.launch", "--standalone"] and "--nproc_per_node=4" in one
@@ -164,6 +215,91 @@ def test_zero2_two_processes_trains_and_exports(reference, tiny):
     model = AutoModelForCausalLM.from_pretrained(reference / "model")
     base = AutoModelForCausalLM.from_pretrained(tiny / "base")
     assert any((a - b).abs().max() > 1e-4 for a, b in zip(model.parameters(), base.parameters()))
+
+
+def _step_rows(tiny, args):
+    """Records of the first optimizer step (global positions 0 .. global_batch - 1), tokenized
+    and truncated to max_seq_len, the way the run sees them."""
+    from itlab.data import tokenize_example
+    from itlab.io import read_jsonl
+    from itlab.models import load_tokenizer
+    from itlab.train.loop import row_order
+
+    tok = load_tokenizer(str(tiny / "base"))
+    records = list(read_jsonl(args.train_file))
+    order = row_order(len(records), args.seed)
+    out = []
+    for i in range(args.global_batch_size):
+        ids, labels = tokenize_example(tok, records[order(i)], chat=True)
+        out.append((ids[: args.max_seq_len], labels[: args.max_seq_len], len(ids)))
+    return out
+
+
+def test_unpacked_rows_are_truncated_to_max_seq_len(tiny):
+    from itlab.models import load_tokenizer
+    from itlab.train.loop import build_rows
+
+    tok = load_tokenizer(str(tiny / "base"))
+    full = build_rows(_args(tiny, tiny / "x", packing=False, max_seq_len=4096), tok, str(tiny / "mix.jsonl"))
+    cut = build_rows(_args(tiny, tiny / "x", packing=False, max_seq_len=24), tok, str(tiny / "mix.jsonl"))
+    assert max(len(r["input_ids"]) for r in full) > 24  # some examples are longer than the limit
+    assert all(len(r["input_ids"]) == min(len(f["input_ids"]), 24) == len(r["labels"]) == len(r["position_ids"])
+               for r, f in zip(cut, full))
+    assert all(r["input_ids"] == f["input_ids"][:24] for r, f in zip(cut, full))
+
+
+def test_backward_objective_gives_the_token_weighted_gradient():
+    """Micro-batches of 1 and 5 target tokens on 2 processes, accumulated as the loop does
+    (no 1/accumulation scaling, DeepSpeed's mean over processes): the gradient is that of the
+    mean over all tokens (or their sum), not the mean of the micro-batch means."""
+    import torch
+
+    from itlab.train.loop import backward_objective
+
+    losses = {0: [torch.tensor([2.0]), torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0])],
+              1: [torch.tensor([4.0, 0.5]), torch.tensor([3.0])]}
+    n = sum(t.numel() for ts in losses.values() for t in ts)
+    for reduction, expected in (("mean", sum(float(t.sum()) for ts in losses.values() for t in ts) / n),
+                                ("sum", sum(float(t.sum()) for ts in losses.values() for t in ts))):
+        w = torch.tensor(1.0, requires_grad=True)  # d(objective)/dw = the objective at w = 1
+        per_rank = []
+        for rank, ts in losses.items():
+            grad = 0.0
+            for t in ts:
+                (g,) = torch.autograd.grad(backward_objective((w * t).sum(), torch.tensor(float(n)), 2, reduction), w)
+                grad += float(g)
+            per_rank.append(grad)
+        assert sum(per_rank) / 2 == pytest.approx(expected)  # the all-reduce mean over processes
+
+
+@pytest.mark.slow
+def test_logged_loss_is_token_weighted_across_micro_batches_and_processes(tiny, tmp_path):
+    """2 processes x 2 accumulation micro-batches of 2 unpacked rows: the logged loss of the
+    first step equals the mean cross-entropy over all its target tokens, computed here with
+    the starting model, row by row."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "weighted"
+    args = _args(tiny, out, packing=False, max_seq_len=30, global_batch_size=8, per_device_batch_size=2,
+                 max_steps=1)
+    rows = _step_rows(tiny, args)
+    assert any(n > 30 for *_, n in rows)  # truncation matters for this step
+    model = AutoModelForCausalLM.from_pretrained(tiny / "base").eval()
+    sums, counts = [], []
+    with torch.no_grad():
+        for ids, labels, _ in rows:
+            logits = model(torch.tensor([ids])).logits[0, :-1]
+            target = torch.tensor(labels[1:])
+            keep = target != -100
+            sums.append(float(torch.nn.functional.cross_entropy(logits[keep], target[keep], reduction="sum")))
+            counts.append(int(keep.sum()))
+    weighted = sum(sums) / sum(counts)
+    # the old logging: mean over the 4 micro-batches (2 rows each) of their per-token means
+    micro_means = [(sums[i] + sums[i + 1]) / (counts[i] + counts[i + 1]) for i in range(0, 8, 2)]
+    assert abs(sum(micro_means) / 4 - weighted) > 1e-3  # the test can tell the two apart
+    _run(args)
+    assert _metrics(out)[0]["loss"] == pytest.approx(weighted, abs=2e-5)
 
 
 LONG = 200  # steps: long enough to be killed mid-run

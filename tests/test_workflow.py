@@ -102,6 +102,29 @@ def test_changing_the_recipe_reruns_tuning_only_downstream(tiny_run, tmp_path):
     assert "pretrain_model" not in jobs and "build_mixture" not in jobs
 
 
+@pytest.mark.slow
+def test_changing_checkpointing_reruns_no_tuning(tmp_path):
+    """checkpoint_every and keep_checkpoints say how a run is saved, not what it computes:
+    after a finished run, changing them schedules no tuning job (a learning rate does)."""
+    cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    cfg["base_models"] = {"llama": ["s"]}
+    target = f"{cfg['results_dir']}/tuned/llama-s__mix-all__default__seed-1/DONE.json"
+    res = snakemake(target, "--cores", "2", "--configfile", str(write_config(tmp_path, cfg)), timeout=900)
+    assert res.returncode == 0, res.stderr[-5000:]
+
+    def dry_run(recipe_change):
+        changed = json.loads(json.dumps(cfg))
+        changed["recipes"]["default"].update(recipe_change)
+        out = snakemake(target, "-n", "--cores", "2", "--configfile",
+                        str(write_config(tmp_path, changed, "changed.yaml")))
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout + out.stderr
+
+    assert "tune_model" not in dry_run({"checkpoint_every": 7, "keep_checkpoints": 5})
+    assert "tune_model" in dry_run({"learning_rate": 5.0e-4})  # the dry run does see result changes
+
+
 def _yaml(path):
     return yaml.safe_load((ROOT / path).read_text())
 

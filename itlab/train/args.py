@@ -25,8 +25,11 @@ class TrainArguments:
     objective: str = _f("sft", "sft: loss on response tokens only; lm: loss on every token (pretraining).")
     chat: bool = _f(True, "Format sft examples with the tokenizer's chat template.")
     eval_file: str = _f("", "lm objective: held-out documents whose loss is reported at the end.")
-    max_seq_len: int = _f(128, "Sequence length of packed rows.")
+    max_seq_len: int = _f(128, "Sequence length of packed rows; longer examples are truncated to it (packed or not).")
     packing: bool = _f(True, "Pack several short examples per row (block-diagonal attention).")
+    loss_reduction: str = _f("mean", "mean: the loss of an optimizer step is the mean over all its target tokens, "
+                                     "across micro-batches and processes (each token weighs the same); sum: their "
+                                     "sum (the gradient grows with the tokens per step).")
     global_batch_size: int = _f(16, "Rows per optimizer step over all processes.")
     per_device_batch_size: int = _f(8, "Rows per micro-batch and process; accumulation is derived.")
     learning_rate: float = _f(5e-5, "Peak learning rate.")
@@ -45,22 +48,45 @@ class TrainArguments:
     lora_r: int = _f(0, "LoRA rank; 0 tunes all weights.")
     lora_alpha: float = _f(16.0, "LoRA alpha.")
     lora_dropout: float = _f(0.1, "LoRA dropout.")
-    lora_target_modules: list = _f("all", "Module names to adapt, or 'all' linear layers.")
-    quantize_4bit: bool = _f(False, "QLoRA: load the base weights in 4 bit (bitsandbytes, GPU).")
+    lora_target_modules: list = _f("all", "Module names to adapt (a list; on the command line comma-separated: "
+                                          "q_proj,v_proj), or 'all' linear layers.")
+    quantize_4bit: bool = _f(False, "QLoRA: load the base weights in 4 bit (bitsandbytes; its CPU backend runs too).")
     checkpoint_every: int = _f(50, "Optimizer steps between checkpoints.")
     keep_checkpoints: int = _f(2, "Complete checkpoints kept; older ones are pruned.")
     log_every: int = _f(1, "Optimizer steps between metric lines.")
     trust_remote_code: bool = _f(False, "Allow model code from the hub (only if the config asks).")
-    base_revision: str = _f("", "Hub base model: commit and content hash of its mirror entry (set from MANIFEST.json).")
     peak_tflops: float = _f(0.0, "Accelerator peak TFLOP/s for MFU (0: look up the GPU, none on CPU).")
     stop_after_steps: int = _f(0, "Testing aid: checkpoint and exit with code 3 after this many steps.")
     checkpoint_dir: str = _f("", "Checkpoint folder (on scratch storage); empty: <output_dir>/checkpoints.")
 
+    train_data_sha256: str = _f("", "Set by the launcher: sha256 of train_file (the fingerprint hashes content, "
+                                    "not paths).")
+    eval_data_sha256: str = _f("", "Set by the launcher: sha256 of eval_file.")
+    model_revision: str = _f("", "Set by the launcher: resolved revision of model_path (mirror commit + content "
+                                 "hash, folder content hash, or hub commit).")
+
     def fingerprint(self) -> str:
-        """Hash of the settings that define the result (not where or how often it is logged)."""
-        skip = {"output_dir", "log_every", "stop_after_steps", "checkpoint_every", "keep_checkpoints", "checkpoint_dir"}
+        """Hash of what defines the result: the settings, the content of the data files and the
+        resolved revision of the starting model; not paths, nor how often it checkpoints or logs."""
+        skip = {"output_dir", "log_every", "stop_after_steps", "checkpoint_every", "keep_checkpoints", "checkpoint_dir",
+                "model_path", "train_file", "eval_file", "train_data_sha256", "eval_data_sha256", "model_revision"}
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        data.update(self.identity())
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def identity(self) -> dict:
+        """Content hashes of the data files and the model's revision (resolved now unless set)."""
+        from itlab.train.identity import content_digest, model_revision
+
+        return {"train_data_sha256": self.train_data_sha256 or content_digest(self.train_file),
+                "eval_data_sha256": self.eval_data_sha256 or content_digest(self.eval_file),
+                "model_revision": self.model_revision or model_revision(self.model_path)}
+
+    def resolved(self) -> "TrainArguments":
+        """A copy with the identity fields computed afresh (the launcher does it once; the
+        workers read them from the arguments file instead of hashing the data again)."""
+        fresh = dataclasses.replace(self, train_data_sha256="", eval_data_sha256="", model_revision="")
+        return dataclasses.replace(fresh, **fresh.identity())
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n")
@@ -72,6 +98,8 @@ class TrainArguments:
         parser.add_argument("--args", action="append", default=[], help="YAML/JSON file(s) of arguments")
         for f in dataclasses.fields(cls):
             kind = {bool: _bool, int: int, float: float}.get(type(f.default), str)
+            if f.type in ("list", list):  # every list field: comma-separated on the command line
+                kind = _list
             parser.add_argument(f"--{f.name}", type=kind, default=None, help=f.metadata["help"])
         ns = parser.parse_args(argv)
         values: dict = {}
@@ -93,8 +121,14 @@ class TrainArguments:
         return args
 
     def check(self) -> None:
+        for f in dataclasses.fields(self):  # a list field given as one string (YAML/JSON): comma-separated
+            value = getattr(self, f.name)
+            if f.type in ("list", list) and isinstance(value, str) and value != "all":
+                setattr(self, f.name, _list(value))
         if self.objective not in ("sft", "lm"):
             raise ValueError(f"objective must be sft or lm, not {self.objective!r}")
+        if self.loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"loss_reduction must be mean or sum, not {self.loss_reduction!r}")
         if self.lr_scheduler not in ("cosine", "linear", "constant"):
             raise ValueError(f"unknown lr_scheduler {self.lr_scheduler!r}")
         if not 0 <= self.zero_stage <= 3:
@@ -109,6 +143,17 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no"):
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _list(text: str) -> list[str] | str:
+    """A list argument from the command line: comma-separated names (``q_proj,v_proj``);
+    ``all`` stays the keyword it is."""
+    if text.strip() == "all":
+        return "all"
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list: {text!r}")
+    return items
 
 
 def accumulation_steps(global_batch: int, micro_batch: int, world: int) -> int:

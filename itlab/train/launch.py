@@ -135,6 +135,7 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise RuntimeError(f"another process is already training {out} (requeued twice?); refusing to run twice")
+    args = args.resolved()  # data content and model revision, hashed once for every worker
     if is_done(out, args):
         print(f"[itlab] {out} is already complete; not training again", file=log or sys.stdout, flush=True)
         return 0

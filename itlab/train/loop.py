@@ -72,7 +72,8 @@ def build_rows(args: TrainArguments, tokenizer, path: str) -> list[dict]:
             rows.append({"input_ids": ids, "labels": ids, "position_ids": list(range(L)), "n_tokens": L})
         return rows
     examples = [data.tokenize_example(tokenizer, r, chat=args.chat) for r in read_jsonl(path)]
-    rows = data.pack(examples, args.max_seq_len, pad) if args.packing else data.pad_batches(examples, pad)
+    rows = (data.pack(examples, args.max_seq_len, pad) if args.packing
+            else data.pad_batches(examples, pad, args.max_seq_len))
     for r in rows:  # real (non-padding) tokens, for throughput
         r["n_tokens"] = len(r["input_ids"]) - (_trailing_pad(r, pad) if args.packing else 0)
     return rows
@@ -123,6 +124,36 @@ def collate(rows: list[dict], pad: int, device):
     if not bool(mask.all()):  # padded (unpacked) batch: a 2D mask; packed rows rely on position_ids
         batch["attention_mask"] = mask.to(device)
     return batch
+
+
+def target_tokens(row: dict) -> int:
+    """Tokens of a row that carry loss: a label at position i is predicted from position i - 1."""
+    return sum(1 for lab in row["labels"][1:] if lab != -100)
+
+
+def token_loss_sum(logits, labels):
+    """Summed next-token cross-entropy over the target tokens of a micro-batch (fp32)."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100,
+                           reduction="sum")
+
+
+def backward_objective(summed, step_targets, world: int, reduction: str):
+    """What one micro-batch back-propagates so that the step's gradient is that of
+
+    - ``mean``: the mean loss over every target token of the optimizer step, across its
+      micro-batches and processes (not a mean of per-micro-batch means, which weighs the
+      tokens of a short micro-batch more);
+    - ``sum``: the sum of the token losses of the step.
+
+    Gradients are accumulated over micro-batches as they come (backward without DeepSpeed's
+    1/accumulation scaling) and averaged over the ``world`` processes by DeepSpeed, hence the
+    factor ``world``.
+    """
+    if reduction == "sum":
+        return summed * world
+    return summed * world / step_targets.clamp(min=1.0)
 
 
 def total_steps(args: TrainArguments, n_rows: int) -> int:
@@ -190,7 +221,10 @@ def run(args: TrainArguments) -> int:
         targets = "all-linear" if args.lora_target_modules == "all" else list(args.lora_target_modules)
         model = get_peft_model(model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                                                  target_modules=targets, task_type="CAUSAL_LM"))
-    n_params = sum(p.numel() for p in model.parameters())
+    from itlab.train.flops import parameter_counts, train_flops_per_token
+
+    counts = parameter_counts(model)  # right under ZeRO-3 shards, 4-bit packing and LoRA
+    n_params = counts["total"]
 
     rows = build_rows(args, tokenizer, args.train_file)
     if not rows:
@@ -217,7 +251,7 @@ def run(args: TrainArguments) -> int:
         if rank == 0:
             print(f"[itlab] resumed from {ckpts[-1].name} at step {start}/{steps}", flush=True)
 
-    log = _Logger(out, rank, steps, start, n_params, world, cuda, args)
+    log = _Logger(out, rank, steps, start, train_flops_per_token(counts), world, cuda, args)
     global_rows = args.global_batch_size
     stop_code = 0
     for step in range(start, steps):
@@ -226,17 +260,27 @@ def run(args: TrainArguments) -> int:
             group["lr"] = lr
         t0 = time.perf_counter()
         loss_sum, tokens = 0.0, 0
+        micro_rows = []
         for a in range(accum):
             first = step * global_rows + (a * world + rank) * micro
-            batch_rows = [rows[order(first + j)] for j in range(micro)]
+            micro_rows.append([rows[order(first + j)] for j in range(micro)])
+        # every token of the optimizer step weighs the same, whatever its micro-batch or process
+        step_targets = torch.tensor(float(sum(target_tokens(r) for b in micro_rows for r in b)), device=device)
+        dist.all_reduce(step_targets)
+        for batch_rows in micro_rows:
             tokens += sum(r["n_tokens"] for r in batch_rows)
-            loss = engine(**collate(batch_rows, tokenizer.pad_token_id, device)).loss
-            engine.backward(loss)
+            batch = collate(batch_rows, tokenizer.pad_token_id, device)
+            labels = batch.pop("labels")
+            summed = token_loss_sum(engine(**batch).logits, labels)
+            objective = backward_objective(summed, step_targets, world, args.loss_reduction)
+            engine.backward(objective, scale_wrt_gas=False)
             engine.step()
-            loss_sum += float(loss.detach())
-        stats = torch.tensor([loss_sum / accum, float(tokens), float(_STOP["requested"])], device=device)
+            loss_sum += float(summed.detach())
+        stats = torch.tensor([loss_sum, float(tokens), float(_STOP["requested"])], device=device)
         dist.all_reduce(stats)
-        log.step(step + 1, stats[0].item() / world, lr, stats[1].item(), time.perf_counter() - t0)
+        # logged: the mean loss per target token of the whole step (both reductions)
+        log.step(step + 1, stats[0].item() / max(step_targets.item(), 1.0), lr, stats[1].item(),
+                 time.perf_counter() - t0)
         stop = stats[2].item() > 0 or (args.stop_after_steps and step + 1 >= args.stop_after_steps)
         if (step + 1) % args.checkpoint_every == 0 or (stop and step + 1 < steps):
             save_checkpoint(engine, out, step + 1, rank, args.keep_checkpoints, args.fingerprint(), ckdir)
@@ -253,7 +297,8 @@ def run(args: TrainArguments) -> int:
 
     eval_loss = evaluate_loss(engine, args, tokenizer, device, rank, world) if args.eval_file else None
     export(engine, tokenizer, args, out, rank, {"steps": steps, "final_loss": log.last_loss, "eval_loss": eval_loss,
-                                                "tokens": log.tokens_seen, "parameters": n_params, "world_size": world})
+                                                "tokens": log.tokens_seen, "parameters": n_params,
+                                                "trainable_parameters": counts["trainable"], "world_size": world})
     dist.barrier()
     dist.destroy_process_group()  # explicit teardown: avoids rare aborts at interpreter exit
     return 0
@@ -414,10 +459,10 @@ def merge_adapter(peft_model, args: TrainArguments, work: Path):
 class _Logger:
     """metrics.jsonl + tensorboard on rank 0, and a progress bar when attached to a terminal."""
 
-    def __init__(self, out, rank, steps, start, n_params, world, cuda, args):
+    def __init__(self, out, rank, steps, start, flops_per_token, world, cuda, args):
         import torch
 
-        self.rank, self.n_params, self.world, self.cuda = rank, n_params, world, cuda
+        self.rank, self.flops_per_token, self.world, self.cuda = rank, flops_per_token, world, cuda
         self.last_loss, self.tokens_seen, self.every = float("nan"), 0, args.log_every
         self.peak = args.peak_tflops
         if cuda and not self.peak:
@@ -444,7 +489,9 @@ class _Logger:
         rec = {"step": step, "loss": round(loss, 6), "lr": lr, "tokens": int(tokens),
                "tokens_per_s": round(tokens / max(seconds, 1e-9), 1), "time": time.time()}
         if self.cuda and self.peak:
-            rec["mfu"] = round(6 * self.n_params * tokens / seconds / (self.peak * 1e12 * self.world), 4)
+            from itlab.train.flops import mfu
+
+            rec["mfu"] = round(mfu(self.flops_per_token, tokens, seconds, self.peak, self.world), 4)
         if step % self.every == 0:
             self.fh.write(json.dumps(rec) + "\n")
             self.fh.flush()

@@ -1,0 +1,193 @@
+"""What feeds the scores: SampleGen responses scored on their final answer, seeded and
+stratified evaluation subsamples, per-item in-context examples. The evaluation runs through
+lm-eval itself with an oracle model that answers every item right in a given format."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from itlab import data
+from itlab.io import read_jsonl, write_jsonl
+
+
+def _records(split, n, label=None):
+    return [{"task": "t", "cluster": "c", "phrasing": 0, "id": f"{split}-{i}", "prompt": f"Q {split}-{i}: say {i}",
+             "answer": str(i), "inputs": {}, **({"label": label(i)} if label else {})} for i in range(n)]
+
+
+class Oracle:
+    """An lm-eval model that knows every answer and writes it in ``style`` (SampleGen: two
+    examples, then the answer), cut at the request's stop sequences as generation is."""
+
+    def __init__(self, style="regular"):
+        from lm_eval.api.model import LM
+
+        class _LM(LM):
+            def generate_until(inner, requests, disable_tqdm=False):
+                out = []
+                for r in requests:
+                    context, kwargs = r.args
+                    self.contexts.append(context)
+                    i = re.findall(r"Q test-(\d+):", context)[-1]  # the evaluated item comes last
+                    text = f" {i}" if style == "regular" else f"Example: Q 1 -> 1\nExample: Q 2 -> 2\nAnswer: {i}"
+                    for stop in kwargs.get("until") or []:
+                        text = text.split(stop)[0]
+                    out.append(text)
+                return out
+
+            def loglikelihood(inner, requests):
+                raise NotImplementedError
+
+            def loglikelihood_rolling(inner, requests):
+                raise NotImplementedError
+
+            def apply_chat_template(inner, chat_history, add_generation_prompt=True):
+                turns = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in chat_history)
+                return turns + ("<|assistant|>\n" if add_generation_prompt else "")
+
+            @property
+            def tokenizer_name(inner):
+                return "oracle"
+
+        self.contexts = []
+        self.lm = _LM()
+
+
+def _evaluate(tmp_path, items, style="regular", answer_format="regular", k=0, max_items=None, n_test=12,
+              label=None, pool=None):
+    from itlab.evaluate import run
+
+    write_jsonl(tmp_path / "test.jsonl", _records("test", n_test, label))
+    write_jsonl(tmp_path / "train.jsonl", pool if pool is not None else _records("train", 30))
+    files = {"t": {"test": str(tmp_path / "test.jsonl"), "fewshot": str(tmp_path / "train.jsonl")}}
+    oracle = Oracle(style)
+    scores = run("oracle", items, files, k, 4, 8, max_items, tmp_path / "out", answer_format=answer_format,
+                 lm=oracle.lm, seed=5)
+    samples = list(read_jsonl(tmp_path / "out" / "samples.jsonl"))
+    return scores, samples, oracle
+
+
+def _score(scores, condition, metric="exact_match"):
+    row = scores[(scores.condition == condition) & (scores.metric == metric)]
+    return float(row.score.iloc[0])
+
+
+# ---- SampleGen -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_samplegen_answers_are_scored_after_the_generated_examples(tmp_path):
+    scores, samples, _ = _evaluate(tmp_path, [("t", "tuned_zero_shot")], style="samplegen", answer_format="samplegen")
+    assert _score(scores, "tuned_zero_shot") == 1.0
+    assert all(s["response"] == s["target"] for s in samples)
+    # the same responses under the regular format stop at the first newline: the first example line
+    scores, samples, _ = _evaluate(tmp_path / "regular", [("t", "tuned_zero_shot")], style="samplegen")
+    assert _score(scores, "tuned_zero_shot") == 0.0 and samples[0]["response"].startswith("Example:")
+
+
+def test_samplegen_pattern_takes_the_text_after_the_last_marker():
+    from itlab.evaluate import samplegen_pattern, task_yaml
+
+    record = data.samplegen({"prompt": "Add 2 and 3", "answer": "5", "id": "x"},
+                            [{"prompt": "Add 1 and 1", "answer": "2"}, {"prompt": "Answer: what?", "answer": "no"}],
+                            data.rng_for("t"))
+    assert "\n" in record["answer"]  # SampleGen answers span lines
+    found = re.findall(samplegen_pattern(), record["answer"])
+    assert [f.strip() for f in found] == ["5"]
+    spec = task_yaml("t", "tuned_zero_shot", {"test": "x.jsonl"}, 0, 10, answer_format="samplegen")
+    assert "\n" not in spec["generation_kwargs"]["until"] and spec["generation_kwargs"]["max_gen_toks"] > 10
+    assert task_yaml("t", "tuned_zero_shot", {"test": "x.jsonl"}, 0, 10)["generation_kwargs"]["until"] == ["\n"]
+
+
+def test_models_tuned_on_samplegen_are_evaluated_in_that_format():
+    import yaml
+
+    from conftest import ROOT
+    from itlab.config import validate
+    from itlab.grid import Grid
+
+    grid = Grid(validate(yaml.safe_load((ROOT / "experiments/inherent-limits.yaml").read_text())))
+    formats = {grid.runs[m.split("/", 1)[1]].trainset: grid.answer_format(m) for m in grid.evals if m.startswith("tuned/")}
+    assert formats["mix-samplegen"] == "samplegen"
+    assert formats["mix-flan"] == "regular"
+    assert grid.answer_format("base/llama2-7b") == "regular"
+
+
+# ---- subsamples ------------------------------------------------------------------------------
+def test_subsample_is_seeded_shuffled_and_stratified():
+    labels = ["neg"] * 500 + ["pos"] * 500  # sorted by label, as imdb's test split
+    idx = data.subsample(1000, 100, 1, "imdb/test", labels)
+    assert len(set(idx)) == 100 and idx != list(range(100))
+    assert Counter(labels[i] for i in idx) == {"neg": 50, "pos": 50}
+    assert data.subsample(1000, 100, 1, "imdb/test", labels) == idx  # seeded
+    assert data.subsample(1000, 100, 2, "imdb/test", labels) != idx
+    skewed = ["a"] * 700 + ["b"] * 200 + ["c"] * 100
+    assert Counter(skewed[i] for i in data.subsample(1000, 50, 1, "k", skewed)) == {"a": 35, "b": 10, "c": 5}
+    plain = data.subsample(1000, 100, 1, "k")
+    assert len(set(plain)) == 100 and plain != list(range(100)) and max(plain) > 500
+    assert sorted(data.subsample(10, None, 1, "k")) == list(range(10))
+
+
+def test_hub_download_takes_a_stratified_sample_not_the_first_rows(monkeypatch):
+    import datasets
+
+    rows = [{"text": f"review {i}", "label": 0 if i < 300 else 1} for i in range(600)]  # sorted by label
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_list(rows))
+    spec = {"dataset": "stanfordnlp/imdb", "cluster": "sentiment", "test_split": "test", "label_field": "label",
+            "input_template": "{text}\nIs this movie review positive or negative?", "target_template": "{label_text}",
+            "choices": ["negative", "positive"]}
+    recs = data.load_hub_task("imdb", spec, "test", limit=40, seed=3)
+    assert Counter(r["answer"] for r in recs) == {"negative": 20, "positive": 20}
+    assert recs == data.load_hub_task("imdb", spec, "test", limit=40, seed=3)
+    assert {r["id"] for r in recs} != {r["id"] for r in data.load_hub_task("imdb", spec, "test", limit=40, seed=4)}
+
+
+@pytest.mark.slow
+def test_evaluation_items_are_a_stratified_seeded_subsample(tmp_path):
+    scores, samples, _ = _evaluate(tmp_path, [("t", "base_zero_shot")], max_items=10, n_test=40,
+                                   label=lambda i: "a" if i < 20 else "b")
+    ids = [s["id"] for s in samples]
+    assert len(ids) == 10 and ids != [f"test-{i}" for i in range(10)]
+    assert Counter(int(i.split("-")[1]) < 20 for i in ids) == {True: 5, False: 5}
+    assert _score(scores, "base_zero_shot") == 1.0 and int(scores.n.iloc[0]) == 10
+
+
+# ---- in-context examples ---------------------------------------------------------------------
+def test_fewshot_draws_are_per_item_seeded_and_never_the_item():
+    test = _records("test", 20)
+    pool = _records("train", 30) + test  # a pool that overlaps the test split
+    draws = data.fewshot_draws(test, pool, 3, 1, "t")
+    assert len({tuple(d) for d in draws}) > 15  # not the same examples for every item
+    for item, d in zip(test, draws):
+        assert len(set(d)) == 3 and all(pool[j]["prompt"] != item["prompt"] for j in d)
+    assert data.fewshot_draws(test[5:], pool, 3, 1, "t") == draws[5:]  # an item's draw is its own
+    assert data.fewshot_draws(test, pool, 3, 2, "t") != draws
+
+
+@pytest.mark.slow
+def test_k_shot_contexts_are_drawn_per_item_and_never_show_the_item(tmp_path):
+    pool = _records("train", 30) + _records("test", 12)  # the item itself is in the pool
+    scores, samples, oracle = _evaluate(tmp_path, [("t", "base_k_shot")], k=2, pool=pool)
+    assert _score(scores, "base_k_shot") == 1.0
+    shown = []
+    for context in oracle.contexts:
+        item = re.findall(r"Q test-(\d+):", context)[-1]
+        assert context.count(f"Q test-{item}:") == 1  # only as the question
+        shots = re.findall(r"Q (\w+-\d+):", context)[:-1]
+        assert len(shots) == 2
+        shown.append(tuple(shots))
+    assert len(set(shown)) > len(shown) // 2  # not the first rows for every item
+    first_rows = ("train-0", "train-1")
+    assert shown.count(first_rows) < len(shown)
+    prepared = data.fewshot_draws(_records("test", 12), pool, 2, 5, "t")
+    assert sorted(shown) == sorted(tuple(pool[j]["id"] for j in d) for d in prepared)
+
+
+def test_prepared_items_are_written_as_json_lm_eval_can_read(tmp_path):
+    from itlab.evaluate import prepare_test
+
+    write_jsonl(tmp_path / "test.jsonl", _records("test", 5))
+    write_jsonl(tmp_path / "train.jsonl", _records("train", 5))
+    items = prepare_test("t", {"test": tmp_path / "test.jsonl", "fewshot": tmp_path / "train.jsonl"}, 2, 3, 1)
+    assert len(items) == 3 and all(len(i["fewshot"]) == 2 for i in items)
+    json.dumps(items)
