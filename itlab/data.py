@@ -87,7 +87,7 @@ def load_hub_task(name: str, spec: dict, split: str, limit: int | None = None, s
 def carve_test(train, n: int, task: str, seed: int, key: str):
     """(train, test) of a data set with no test split: ``n`` rows of a seeded permutation of
     the training split become the test split and leave training (the same rows every run)."""
-    from itlab.hub import HubError
+    from itlab.errors import HubError
 
     if n >= len(train):
         raise HubError(key, f"carving {n} test rows leaves no training rows ({len(train)} in the training split)")

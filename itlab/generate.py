@@ -154,3 +154,34 @@ def instruction_pool(task_records: dict[str, list[dict]], per_task: int, seed: i
         pool += [{"id": r["id"], "task": task, "prompt": r["prompt"], "answer": r["answer"]}
                  for r in records[:per_task]]
     return pool
+
+
+def benchmark_prompts(name: str, spec: dict, max_items: int | None = None) -> list[dict]:
+    from datasets import load_dataset
+
+    ds = load_dataset(spec["dataset"], spec.get("subset"), split=spec.get("split", "eval"))
+    if max_items is not None:
+        ds = ds.select(range(min(max_items, len(ds))))
+    return [{"benchmark": name, "instruction": row[spec["instruction_field"]],
+             "baseline": row.get(spec.get("baseline_field", "output"))} for row in ds]
+
+
+def answer(model_dir: str, judge: dict, generation: dict, seed: int, trust_remote_code: bool = False,
+           device: str = "cpu") -> list[dict]:
+    """Every prompt of study C's judged benchmarks (AlpacaEval 2, Arena-Hard) answered by one
+    model (loaded once); the judging is itlab.judge's, in its own environment."""
+    prompts = [p for name, spec in sorted(judge["benchmarks"].items())
+               for p in benchmark_prompts(name, spec, judge.get("max_items"))]
+    texts = [p["instruction"] for p in prompts]
+    sampling = {k: generation[k] for k in ("temperature", "top_p") if k in generation} \
+        if generation.get("do_sample") else None
+    if vllm_available() and device == "cuda":
+        outputs = generate_vllm(model_dir, texts, judge["max_new_tokens"], sampling, trust_remote_code, seed)
+    else:
+        from itlab.models import load_model, load_tokenizer
+
+        tok = load_tokenizer(model_dir, trust_remote_code=trust_remote_code)
+        model = load_model(model_dir, trust_remote_code=trust_remote_code).to(device).eval()
+        outputs = generate_hf(model, tok, texts, judge["max_new_tokens"], generation.get("batch_size", 32), sampling,
+                              seed)
+    return [{**p, "output": o} for p, o in zip(prompts, outputs)]

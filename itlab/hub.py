@@ -30,20 +30,14 @@ from pathlib import Path
 
 import yaml
 
+from itlab.errors import HubError  # noqa: F401 - raised here, caught by every job
+
 FIXTURES = Path(__file__).parent / "fixtures"
 MANIFEST = "MANIFEST.json"  # written once the entry is fetched and checked (the rules' output)
 FETCHED = "FETCHED.json"  # written with the data: a complete fetch, reused without downloading
 # Only what from_pretrained needs: safetensors weights, configs, tokenizer files. Never
 # pickled weights (*.bin, *.pth) and never remote code unless trust_remote_code is set.
 MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.tiktoken", "*.txt"]
-
-
-class HubError(RuntimeError):
-    """A bad hub id, revision, token, split or template: one line naming the config key."""
-
-    def __init__(self, key: str, message: str):
-        self.key = key
-        super().__init__(f"{key}: {message}")
 
 
 # ---- names and paths ----------------------------------------------------------------------
@@ -438,8 +432,16 @@ def check_task(task: str, spec: dict, splits: dict, key_prefix: str = "data.hub_
         if isinstance(lf, ClassLabel) and lf.num_classes != len(spec["choices"]):
             raise HubError(f"{key}.choices", f"task {task}: {len(spec['choices'])} choices {spec['choices']} but column "
                                              f"{label!r} has {lf.num_classes} labels {lf.names}")
-        if not isinstance(lf, ClassLabel) and not (isinstance(lf, Value) and "int" in lf.dtype):
+        if isinstance(lf, Value) and lf.dtype == "bool" and len(spec["choices"]) != 2:
+            raise HubError(f"{key}.choices", f"task {task}: column {label!r} is a bool but {len(spec['choices'])} "
+                                             f"choices are given {spec['choices']}")
+        if not isinstance(lf, ClassLabel) and not (isinstance(lf, Value) and ("int" in lf.dtype or lf.dtype == "bool")):
             raise HubError(f"{key}.choices", f"task {task}: column {label!r} is not a class label or integer")
+    if spec.get("options_field"):  # rendered as the lettered {options} (itlab.templates.render_row)
+        if spec["options_field"] not in features:
+            raise HubError(f"{key}.options_field", f"task {task}: column {spec['options_field']!r} is not in "
+                                                   f"{spec['dataset']} (columns: {', '.join(features)})")
+        columns["options"] = Value("string")
     for tkey in ("input_template", "target_template"):
         for column, keys in template_fields(spec[tkey]):
             if column not in columns:

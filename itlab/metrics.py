@@ -15,8 +15,9 @@ for translation and data-to-text).
 
 from __future__ import annotations
 
+from itlab.results import DEFAULT_METRIC
+
 METRICS = ("exact_match", "f1", "rouge_l", "bleu")
-DEFAULT_METRIC = "exact_match"
 AGGREGATION = {"exact_match": "mean", "f1": "mean", "rouge_l": "mean", "bleu": "bleu"}
 SCALE = {"bleu": 100.0}  # sacrebleu reports 0-100; every other metric is 0-1
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+DEFAULT_METRIC = "exact_match"  # a task's metric unless data.scoring names another (itlab.metrics.scoring)
+
 COLUMNS = ["model", "kind", "study", "base_model", "family", "size", "trainset", "mixture", "recipe", "seed",
            "train_task", "train_size", "num_rules", "examples_per_rule",
            "task", "cluster", "heldout", "condition", "metric", "score", "n"]

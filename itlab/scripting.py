@@ -30,7 +30,7 @@ def logged(smk):
 def one_line_errors():
     """A bad id, revision, token, split or template ends the job with one line naming the
     config key (in the log and on the terminal), not a traceback."""
-    from itlab.hub import HubError
+    from itlab.errors import HubError
 
     try:
         yield

@@ -4,7 +4,7 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
 from itlab.io import write_jsonl  # noqa: E402
-from itlab.judge import answer  # noqa: E402
+from itlab.generate import answer  # noqa: E402
 from itlab.scripting import logged  # noqa: E402
 
 with logged(snakemake):  # noqa: F821

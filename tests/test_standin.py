@@ -96,8 +96,10 @@ def test_code_benchmarks_build_offline(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="IFEval needs langdetect (not in requirements.txt) and nltk data")
-def test_ifeval_builds_offline():
+def test_ifeval_checkers_import():
+    """IFEval's instruction checkers need lm-eval's [ifeval] extra (langdetect, immutabledict,
+    nltk), pinned in requirements.txt and envs/eval.yaml. (Its nltk punkt data is not mirrored
+    yet: see the README's stand-in section.)"""
     import importlib
 
     importlib.import_module("lm_eval.tasks.ifeval.instructions")

@@ -56,7 +56,8 @@ ROWS = {
     ("openai/gsm8k", "main"): {"question": "2 + 2?", "answer": "2 + 2 = 4\n#### 4"},
     ("tasksource/subqa", None): {"question": "Who?", "answer": "Ann"},
     ("bigcode/self-oss-instruct-sc2-exec-filter-50k", None): {"instruction": "Write f.", "response": "def f(): pass"},
-    ("ConiferLM/Conifer", None): {"prompt": "Write a haiku.", "response": "An old pond..."},
+    ("ConiferLM/Conifer", None): {"prompt": "Write a haiku.", "messages": [
+        {"role": "user", "content": "Write a haiku."}, {"role": "assistant", "content": "An old pond..."}]},
     ("databricks/databricks-dolly-15k", None): {"instruction": "Summarize.", "context": "Text.", "response": "T.",
                                                  "category": "summarization"},
     ("ise-uiuc/Magicoder-OSS-Instruct-75K", None): {"problem": "Write f.", "solution": "def f(): pass",

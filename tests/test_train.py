@@ -537,8 +537,10 @@ def test_scratch_dir_holds_checkpoints_and_the_plan_shows_their_size(default_con
     ck = tune_arguments(grid, run)["checkpoint_dir"]
     assert ck.startswith("/scratch/me/") and ck.endswith(f"/{run}/checkpoints")
     # moving the checkpoints does not change what the run computes
-    args = TrainArguments.from_dict(tune_arguments(grid, run))
-    assert args.fingerprint() == TrainArguments.from_dict({**tune_arguments(grid, run), "checkpoint_dir": ""}).fingerprint()
+    known = {"train_data_sha256": "t", "eval_data_sha256": "e", "model_revision": "m"}  # no data files here
+    args = TrainArguments.from_dict({**tune_arguments(grid, run), **known})
+    assert args.fingerprint() == TrainArguments.from_dict(
+        {**tune_arguments(grid, run), **known, "checkpoint_dir": ""}).fingerprint()
     assert tune_resources(grid, run)["checkpoint_mb"] == checkpoint_mb(grid, run) >= 1
     # a 70B bf16 full fine-tune keeping 2 checkpoints: 3 x 70e9 x 14 bytes
     cfg = copy.deepcopy(default_config)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from itlab.metrics import DEFAULT_METRIC
+from itlab.results import DEFAULT_METRIC
 from itlab.stats.cluster import bootstrap_correlation
 from itlab.stats.correlation import correlate, format_p, holm
 from itlab.stats.mixed import crossed

@@ -106,8 +106,9 @@ def spearman_table(table: pd.DataFrame, metrics: list[str], n_boot: int = 2000, 
                    level: float = 0.95) -> pd.DataFrame:
     """Spearman rho of each (oriented) metric vs AP, per student and averaged over students.
 
-    Intervals are percentile bootstraps over generators; for the average, one resample of
-    generators is shared by all students (the students saw the same teachers)."""
+    Per student: the interval of itlab.stats.correlation (Bonett-Wright for Spearman). The
+    average: a percentile bootstrap over generators, one resample of generators shared by all
+    students (the students saw the same teachers)."""
     students = sorted(table.student.unique())
     gens = sorted(table.generator.unique())
     rng = np.random.default_rng(seed)
@@ -121,7 +122,7 @@ def spearman_table(table: pd.DataFrame, metrics: list[str], n_boot: int = 2000, 
         per = {}
         for s in students:
             ok = wide[s].notna() & ap[s].notna()
-            c = correlate(wide[s][ok].to_numpy(), ap[s][ok].to_numpy(), "spearman", n_boot, seed, level)
+            c = correlate(wide[s][ok].to_numpy(), ap[s][ok].to_numpy(), "spearman", level)
             per[s] = c["r"]
             rows.append({"metric": m, "student": s, "rho": c["r"], "ci_low": c["ci_low"], "ci_high": c["ci_high"],
                          "p": c["p"], "n_generators": int(ok.sum()), "sign": sign})
