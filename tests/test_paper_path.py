@@ -338,8 +338,10 @@ def test_harness_tasks_run_with_the_conditions_number_of_shots(monkeypatch, tmp_
         io.write_jsonl(tmp_path / f"{split}.jsonl", recs)
     harness = tmp_path / "harness"
     harness.mkdir()
-    spec = evaluate.task_yaml("add", "base_zero_shot", {"test": tmp_path / "test.jsonl", "fewshot": tmp_path / "train.jsonl"},
-                              0, 4)
+    # the task's items carry their own in-context examples (itlab.shots: 3, the most asked)
+    io.write_jsonl(tmp_path / "items.jsonl", evaluate.prepare_test(
+        "add", {"test": tmp_path / "test.jsonl", "fewshot": tmp_path / "train.jsonl"}, 3, None, 0))
+    spec = evaluate.task_yaml("add", "base_zero_shot", {"test": tmp_path / "items.jsonl"}, 0, 4)
     spec.update(task="itlab_test_harness", num_fewshot=3)  # the task's own default
     (harness / "itlab_test_harness.yaml").write_text(evaluate._dump(spec))
     (harness / "itlab_metrics.py").write_text(evaluate.METRICS_MODULE)
