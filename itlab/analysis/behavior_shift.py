@@ -106,7 +106,12 @@ def summary(table, tvb, fvu, heads, ffn, min_output_tokens: int) -> str:
                      f"{_fmt(r.base_mean)} | {_fmt(r.tuned_mean)} | {_fmt(r.t, 3)} | {_fmt(r.p, 3)} | "
                      f"{_fmt(r.p_paired, 3)} | {_fmt(pb)} | {_fmt(pt)} | {_fmt(pp, 2)} |")
     lines += ["", "p: Welch one-sided, as the paper (responses treated as independent samples); paired p: "
-              "one-sided paired t-test over prompts scored under both models (the design is paired)."]
+              "one-sided paired t-test over prompts scored under both models (the design is paired).", "",
+              "Paper (Tables 1-2, LLaMA-7B -> Vicuna-7B, base -> tuned): " + "; ".join(
+                  f"{SET_NAMES[k]} {b:.4f} -> {t:.4f} (p {p:g})" for k, (b, t, p) in PAPER_TUNED_VS_BASE.items())
+              + ". Vicuna-7B unfollowed -> followed: " + "; ".join(
+                  f"{SET_NAMES[k]} {u:.4f} -> {f:.4f}" for k, (u, f) in PAPER_FOLLOWED.items())
+              + ". Embedded prompt sets are task clusters, so only the direction compares."]
     lines += ["", f"## Followed vs unfollowed responses (Welch one-sided: unfollowed < followed; outputs of "
               f"fewer than {min_output_tokens} tokens and unlabelled responses dropped)", ""]
     if len(fvu):
