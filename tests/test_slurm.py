@@ -171,6 +171,8 @@ def test_sbatch_arguments_of_a_multi_gpu_tuning_job(tmp_path):
     cfg, path = _config(tmp_path, device="cuda")
     cfg["families"] = {"llama2": {"hub": {"7b": "meta-llama/Llama-2-7b-hf"}}}
     cfg["base_models"] = {"llama2": ["7b"]}
+    # no network here: the hub model's mirror entry is a stand-in (fetched locally, not on Slurm)
+    cfg["mirror"] = {"dir": str(tmp_path / "mirror"), "standin": True}
     # global batch 8 = 4 GPUs x 2 rows: the job needs all 4 GPUs
     cfg["sizes"] = {"7b": {"params_b": 7, "tune": {"processes": 4, "zero_stage": 3, "bf16": True, "per_device_batch_size": 2},
                            "resources": {"gpus": 4, "gpu_model": "a100", "cpus_per_task": 32, "mem_mb": 256000,
