@@ -148,6 +148,32 @@ def harness_spec(manager, name: str, folder: str | Path) -> dict:
     return cfg
 
 
+def harness_samples(manager, specs: list, max_items: int | None, seed: int) -> dict[str, list[int]]:
+    """Which documents of lm-eval's own tasks are evaluated: lm-eval task name -> doc indices
+    into its evaluation split, a seeded shuffle of at most ``max_items`` (``itlab.data.subsample``,
+    keyed by the lm-eval task's name, so every model and condition gets the same items),
+    stratified by the target of multiple-choice tasks; never lm-eval's ``limit`` (its first rows).
+
+    Sorted: lm-eval 0.4.13 walks the split in order keeping the selected rows and maps the
+    n-th kept row back to ``samples[n]``. Tasks evaluated whole are left out (every row)."""
+    from itlab.data import subsample
+
+    if max_items is None:
+        return {}
+    out = {}
+    for name, task in manager.load(list(specs))["tasks"].items():
+        docs = task.eval_docs
+        if max_items >= len(docs):
+            continue
+        labels = None
+        if task.get_config("output_type") == "multiple_choice":
+            labels = [str(task.doc_to_target(d)) for d in docs]
+        out[name] = sorted(subsample(len(docs), max_items, seed, f"lm-eval/{name}", labels))
+        print(f"[itlab] {name}: {max_items} of {len(docs)} documents (seed {seed}"
+              f"{', stratified by target' if labels else ''}): {out[name]}", flush=True)
+    return out
+
+
 def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_shot: int, batch_size: int,
         max_new_tokens: int, max_items: int, out_dir: str | Path, trust_remote_code: bool = False,
         lm_eval_tasks: dict[str, str] | None = None, device: str = "cpu", allow_code_execution: bool = False,
@@ -162,7 +188,10 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
     ``answer_format``: the format the model was tuned on (``samplegen``: see task_yaml);
     ``lm``: an lm-eval model object to use instead of loading ``model_dir`` (tests).
     Each task's items are a seeded (stratified) subsample of at most ``max_items``, each with
-    its own seeded k-shot examples (``prepare_test``).
+    its own seeded k-shot examples (``prepare_test``); lm-eval's own tasks get the same kind of
+    subsample as an explicit document selection (``harness_samples``; samples.jsonl's
+    ``doc_id`` is the index into the task's split) and their k-shot examples from lm-eval's
+    sampler seeded with ``seed``.
     """
     import pandas as pd
 
@@ -202,6 +231,8 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             os.environ["HF_ALLOW_CODE_EVAL"] = "1"
         # harness tasks read their data set from the mirror (harness_data: lm-eval task -> folder)
         specs = {n: harness_spec(manager, n, f) for n, f in (harness_data or {}).items()}
+        harness = sorted(set(lm_eval_tasks[t] for t, _ in items if t in lm_eval_tasks))
+        chosen = harness_samples(manager, [specs.get(n, n) for n in harness], max_items, seed) if harness else {}
         if lm is None:
             lm = HFLM(**hflm_kwargs(model_dir, batch_size, device, trust_remote_code, gpus))
         rows, samples = [], []
@@ -211,10 +242,12 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             tasks = sorted({names[p] for p in group})
             res = lm_eval.simple_evaluate(model=lm, tasks=[specs.get(n, n) for n in tasks], task_manager=manager,
                                           num_fewshot=k_shot if few else 0,
-                                          limit=max_items, log_samples=True, apply_chat_template=chat,
+                                          # itlab's tasks are prepared subsamples; lm-eval's own get theirs
+                                          samples=chosen or None,  # keyed by leaf task; extra keys unused
+                                          log_samples=True, apply_chat_template=chat,
                                           fewshot_as_multiturn=chat and few,
-                                          random_seed=0, numpy_random_seed=0, torch_random_seed=0,
-                                          fewshot_random_seed=0, bootstrap_iters=0,
+                                          random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+                                          fewshot_random_seed=seed, bootstrap_iters=0,
                                           confirm_run_unsafe_code=bool(set(tasks) & set(code)))
             for task, cond in group:
                 name = names[(task, cond)]

@@ -191,3 +191,89 @@ def test_prepared_items_are_written_as_json_lm_eval_can_read(tmp_path):
     items = prepare_test("t", {"test": tmp_path / "test.jsonl", "fewshot": tmp_path / "train.jsonl"}, 2, 3, 1)
     assert len(items) == 3 and all(len(i["fewshot"]) == 2 for i in items)
     json.dumps(items)
+
+
+# ---- lm-eval's own tasks (gsm8k, ifeval, humaneval, mbpp): an explicit seeded selection -------
+def _harness_task(tmp_path, monkeypatch, n_test=40, output_type="generate_until"):
+    """A harness task of lm-eval's own kind over a split in row order (as gsm8k's test split is
+    read): its YAML with its own fewshot split and lm-eval's default (random) sampler."""
+    import lm_eval.tasks
+
+    from itlab import evaluate
+
+    folder = tmp_path / "harness"
+    folder.mkdir(exist_ok=True)
+    label = (lambda i: "a" if i < n_test // 2 else "b") if output_type == "multiple_choice" else None
+    write_jsonl(folder / "test.jsonl", _records("test", n_test, label))
+    write_jsonl(folder / "train.jsonl", _records("train", 30))
+    spec = evaluate.task_yaml("x", "base_zero_shot", {"test": folder / "test.jsonl"}, 0, 8)
+    name = f"itlab_test_ordered_{output_type}"
+    spec.update(task=name, num_fewshot=0, fewshot_split="train",
+                dataset_kwargs={"data_files": {"test": str(folder / "test.jsonl"), "train": str(folder / "train.jsonl")}})
+    del spec["fewshot_config"]  # lm-eval's own sampler, as its tasks have
+    if output_type == "multiple_choice":
+        spec.update(output_type="multiple_choice", doc_to_choice=["a", "b"], doc_to_target="{{['a', 'b'].index(label)}}",
+                    metric_list=[{"metric": "acc"}])
+        for key in ("generation_kwargs", "filter_list", "process_results"):
+            del spec[key]
+    (folder / f"{name}.yaml").write_text(evaluate._dump(spec))
+    (folder / "itlab_metrics.py").write_text(evaluate.METRICS_MODULE)
+    real = lm_eval.tasks.TaskManager
+
+    def manager(include_path=None, include_defaults=True, **kwargs):  # this task, not lm-eval's whole index
+        return real(include_path=[p for p in (include_path, str(folder)) if p], include_defaults=False, **kwargs)
+
+    monkeypatch.setattr(lm_eval.tasks, "TaskManager", manager)
+    return name
+
+
+def _harness_docs(tmp_path, name, seed, model, max_items=6, k=2):
+    """Evaluate one "model" (the oracle) under a zero- and a k-shot condition: the evaluated
+    doc ids per condition and the k-shot contexts per doc id."""
+    from itlab.evaluate import run
+
+    oracle, out = Oracle(), tmp_path / f"{model}-{seed}"
+    scores = run(model, [("h", "base_zero_shot"), ("h", "base_k_shot")], {}, k, 4, 8, max_items, out,
+                 lm_eval_tasks={"h": name}, lm=oracle.lm, seed=seed)
+    samples = list(read_jsonl(out / "samples.jsonl"))
+    assert (scores[scores.metric == "exact_match"].score == 1.0).all()
+    assert all(s["id"] == f"test-{s['doc_id']}" for s in samples)  # doc_id: the row of the task's split
+    docs = {c: sorted(s["doc_id"] for s in samples if s["condition"] == c) for c in ("base_zero_shot", "base_k_shot")}
+    shots = {}
+    for context in oracle.contexts:
+        found = re.findall(r"Q (\w+)-(\d+):", context)
+        if len(found) > 1:
+            shots[int(found[-1][1])] = tuple(f"{a}-{b}" for a, b in found[:-1])
+    return docs, shots
+
+
+@pytest.mark.slow
+def test_harness_tasks_evaluate_a_seeded_selection_not_their_first_rows(tmp_path, monkeypatch):
+    name = _harness_task(tmp_path, monkeypatch)
+    docs, shots = _harness_docs(tmp_path, name, 5, "model-a")
+    chosen = docs["base_zero_shot"]
+    assert len(chosen) == 6 and chosen != list(range(6)) and max(chosen) >= 20
+    assert docs["base_k_shot"] == chosen  # the same items under every condition
+    assert _harness_docs(tmp_path, name, 5, "model-b")[0] == docs  # and for every model (paired)
+    other = _harness_docs(tmp_path, name, 6, "model-a")[0]
+    assert other["base_zero_shot"] != chosen and other["base_k_shot"] == other["base_zero_shot"]
+    # k-shot examples: lm-eval's own sampler, seeded by the run's seed (not a fixed one)
+    assert set(shots) == set(chosen) and all(len(s) == 2 and s[0].startswith("train-") for s in shots.values())
+    assert len(set(shots.values())) > 1
+    whole = {seed: _harness_docs(tmp_path, name, seed, "all", max_items=None)[1] for seed in (5, 6)}
+    assert set(whole[5]) == set(range(40)) and whole[5] != whole[6]
+
+
+def test_multiple_choice_harness_tasks_are_stratified_by_target(tmp_path, monkeypatch):
+    import lm_eval.tasks
+
+    from itlab.evaluate import harness_samples
+
+    name = _harness_task(tmp_path, monkeypatch, n_test=40, output_type="multiple_choice")
+    manager = lm_eval.tasks.TaskManager()
+    chosen = harness_samples(manager, [name], 10, 3)[name]
+    assert chosen == sorted(chosen) and len(set(chosen)) == 10 and chosen != list(range(10))
+    assert Counter(i < 20 for i in chosen) == {True: 5, False: 5}  # the split is sorted by label
+    assert harness_samples(manager, [name], 10, 3)[name] == chosen
+    assert harness_samples(manager, [name], 10, 4)[name] != chosen
+    assert harness_samples(manager, [name], 40, 3) == {} and harness_samples(manager, [name], None, 3) == {}
