@@ -208,12 +208,12 @@ def _harness_task(tmp_path, monkeypatch, n_test=40, output_type="generate_until"
     write_jsonl(folder / "train.jsonl", _records("train", 30))
     spec = evaluate.task_yaml("x", "base_zero_shot", {"test": folder / "test.jsonl"}, 0, 8)
     name = f"itlab_test_ordered_{output_type}"
-    spec.update(task=name, num_fewshot=0, fewshot_split="train",
-                dataset_kwargs={"data_files": {"test": str(folder / "test.jsonl"), "train": str(folder / "train.jsonl")}})
+    spec.update(task=name, num_fewshot=3, fewshot_split="train",  # its own default, as gsm8k has 5
+                dataset_kwargs={"data_files": {s: str(folder / f"{s}.jsonl") for s in ("test", "train")}})
     del spec["fewshot_config"]  # lm-eval's own sampler, as its tasks have
     if output_type == "multiple_choice":
-        spec.update(output_type="multiple_choice", doc_to_choice=["a", "b"], doc_to_target="{{['a', 'b'].index(label)}}",
-                    metric_list=[{"metric": "acc"}])
+        spec.update(output_type="multiple_choice", doc_to_choice=["a", "b"],
+                    doc_to_target="{{['a', 'b'].index(label)}}", metric_list=[{"metric": "acc"}])
         for key in ("generation_kwargs", "filter_list", "process_results"):
             del spec[key]
     (folder / f"{name}.yaml").write_text(evaluate._dump(spec))
