@@ -223,7 +223,7 @@ def standin_model(hub_id: str, dest: str | Path, key: str = "model", seed: int =
         special = {f"{k}_token_id": tok.convert_tokens_to_ids(v) for k, v in spec["special_tokens"].items()
                    if k in ("bos", "eos", "pad") and v}
         config = cfg_cls(vocab_size=len(tok), architectures=[spec["architecture"]], **spec["tiny"], **special)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + spec.get("seed_offset", 0))  # a tuned stand-in: its base's shape, other weights
         model = getattr(transformers, spec["architecture"])(config)
         model.save_pretrained(tmp, safe_serialization=True)
         return _write_manifest(tmp, {"id": hub_id, "revision": "standin", "commit": standin_version("model", hub_id, seed),
@@ -468,6 +468,12 @@ def mirror_models(cfg: dict) -> dict[str, dict]:
     """entry key -> {id, revision, key (config key naming it)} of every hub base model used."""
     out = {}
     revisions = cfg["mirror"]["revisions"]
+    # study D's hub pairs (base and tuned) first: their pinned revisions are the ones fetched
+    for name, pair in sorted(cfg.get("studies", {}).get("behavior_shift", {}).get("pairs", {}).items()):
+        for side in ("base", "tuned"):
+            hid = pair[side]["hub"]
+            out.setdefault(entry_key(hid), {"id": hid, "revision": pair[side].get("revision") or revisions.get(hid, "main"),
+                                            "key": f"studies.behavior_shift.pairs.{name}.{side}"})
     for fam, sizes in cfg["base_models"].items():
         hub = cfg["families"][fam].get("hub", {})
         for size in sizes:
