@@ -231,7 +231,7 @@ def standin_model(hub_id: str, dest: str | Path, key: str = "model", seed: int =
                                      "standin": True, "architecture": spec["architecture"], "source": spec["source"]})
 
 
-GENERATOR_VERSION = 2  # bump when the stand-in generators change: stand-ins are rebuilt
+GENERATOR_VERSION = 3  # bump when the stand-in generators change: stand-ins are rebuilt
 
 
 def standin_version(kind: str, hub_id: str, *args) -> str:
@@ -263,7 +263,10 @@ def standin_tokenizer(spec: dict, vocab_size: int = 400):
     if kind == "sentencepiece":
         tok = Tokenizer(models.BPE(unk_token=sp.get("unk"), byte_fallback=True, fuse_unk=True))
         tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-        tok.pre_tokenizer = None
+        # trained split at word boundaries, as SentencePiece is: "▁" only starts a piece, never ends
+        # one ("e▁", ".▁"), so a word's tokens do not depend on the next word; used without a
+        # pre-tokenizer, as Llama-2/Mistral's tokenizer.json is
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
         tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                          decoders.Strip(" ", 1, 0)])
         alphabet = [f"<0x{i:02X}>" for i in range(256)]
@@ -278,6 +281,8 @@ def standin_tokenizer(spec: dict, vocab_size: int = 400):
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
     tok.train_from_iterator(corpus, trainer)
+    if kind == "sentencepiece":
+        tok.pre_tokenizer = None
     cls = getattr(transformers, spec.get("tokenizer_class", "PreTrainedTokenizerFast"))
     kwargs = {f"{k}_token": v for k, v in sp.items() if v}
     extra = [t for t in spec.get("extra_special_tokens", []) if t not in sp.values()]
