@@ -85,6 +85,8 @@ def test_a_pair_with_two_vocabularies_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_standin_behavior_shift(tmp_path):
+    from transformers import AutoTokenizer
+
     root = _run_standin("behavior-shift", tmp_path)
     out = root / "studies/behavior_shift"
     scores = pd.read_csv(out / "scores.tsv", sep="\t", keep_default_na=False)
@@ -115,8 +117,8 @@ def test_standin_behavior_shift(tmp_path):
         b = json.loads((mirror / base / "tokenizer.json").read_text())["model"]["vocab"]
         t = json.loads((mirror / tuned / "tokenizer.json").read_text())["model"]["vocab"]
         assert b == t
-        cfg = json.loads((mirror / tuned / "tokenizer_config.json").read_text())
-        assert bool(cfg.get("chat_template")) == template
+        assert bool(AutoTokenizer.from_pretrained(mirror / tuned).chat_template) == template
+        assert AutoTokenizer.from_pretrained(mirror / base).chat_template is None  # base models ship none
         assert (mirror / base / "model.safetensors").read_bytes() != (mirror / tuned / "model.safetensors").read_bytes()
     arch = json.loads((mirror / "mistralai--Mistral-7B-Instruct-v0.1/config.json").read_text())["architectures"]
     assert arch == ["MistralForCausalLM"]
