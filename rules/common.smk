@@ -401,7 +401,8 @@ def behavior_prompt_inputs(wildcards):
 
 def behavior_download(wildcards):
     p = behavior_study()["prompts"]
-    standin = {"standin": config["mirror"]["standin"]}  # stand-in mode: the file's fixture
+    # stand-in mode: the file's fixture instead of a download
+    standin = {"standin": config["mirror"]["standin"]}
     if wildcards.name == "dataset":
         return {"url": p["url"], "sha256": p["sha256"], **standin}
     return {"url": p["ratings_url"], "sha256": p["ratings_sha256"], **standin}
