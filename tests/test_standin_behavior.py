@@ -90,7 +90,7 @@ def test_standin_behavior_shift(tmp_path):
     root = _run_standin("behavior-shift", tmp_path)
     out = root / "studies/behavior_shift"
     scores = pd.read_csv(out / "scores.tsv", sep="\t", keep_default_na=False)
-    # 11 fixture prompts x 2 pairs x 2 sides, each prompt once per model (shards partition them)
+    # 11 fixture prompts x 2 pairs x 2 sides, each prompt once per model
     assert len(scores) == 11 * 2 * 2
     assert scores.groupby(["pair", "side"]).prompt.nunique().eq(11).all()
     assert set(scores.pair) == {"llama-vicuna", "mistral-instruct"}
