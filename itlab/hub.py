@@ -477,8 +477,8 @@ def mirror_models(cfg: dict) -> dict[str, dict]:
     for name, pair in sorted(cfg.get("studies", {}).get("behavior_shift", {}).get("pairs", {}).items()):
         for side in ("base", "tuned"):
             hid = pair[side]["hub"]
-            out.setdefault(entry_key(hid), {"id": hid, "revision": pair[side].get("revision") or revisions.get(hid, "main"),
-                                            "key": f"studies.behavior_shift.pairs.{name}.{side}"})
+            rev = pair[side].get("revision") or revisions.get(hid, "main")
+            out.setdefault(entry_key(hid), {"id": hid, "revision": rev, "key": f"studies.behavior_shift.pairs.{name}.{side}"})
     for fam, sizes in cfg["base_models"].items():
         hub = cfg["families"][fam].get("hub", {})
         for size in sizes:
