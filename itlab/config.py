@@ -243,6 +243,12 @@ def _check_behavior_shift(cfg: dict, base_dir: Path) -> None:
     for name in s["pairs"]:
         _require(name.replace("-", "").replace("_", "").replace(".", "").isalnum(), f"{key}.pairs.{name}",
                  "a pair name holds only letters, digits, '-', '_' and '.'")
+    pinned = dict(cfg["mirror"]["revisions"])  # one mirror entry per hub id: one revision
+    for name, pair in sorted(s["pairs"].items()):
+        for side in ("base", "tuned"):
+            hid, rev = pair[side]["hub"], pair[side].get("revision")
+            _require(rev is None or pinned.setdefault(hid, rev) == rev, f"{key}.pairs.{name}.{side}.revision",
+                     f"{rev!r} differs from the revision {pinned.get(hid)!r} given elsewhere for {hid}")
     p = s["prompts"]
     if p["source"] == "final_dataset":
         _require(("path" in p) != ("url" in p), f"{key}.prompts.path", "give exactly one of path and url for source final_dataset")

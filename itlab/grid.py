@@ -241,9 +241,14 @@ class Grid:
                 run = self._add_run(base, ts, t["recipe"], t["seeds"][0], "behavior_shift", mixture=t["mixture"])
                 self.behavior_pairs[base] = {side: self._model_ref(key) for side, key in
                                              (("base", f"base/{base}"), ("tuned", f"tuned/{run.id}"))}
-        for name, pair in s["pairs"].items():
-            self.behavior_pairs[name] = {side: ModelRef(f"hub:{pair[side]['hub']}", pair[side]["hub"],
-                                                        pair[side].get("revision")) for side in ("base", "tuned")}
+        from itlab.hub import model_path
+
+        for name, pair in s["pairs"].items():  # compute jobs read hub pairs from the mirror only
+            self.behavior_pairs[name] = {
+                side: ModelRef(f"hub:{pair[side]['hub']}", model_path(self.cfg["mirror"]["dir"], pair[side]["hub"]),
+                               pair[side].get("revision"),
+                               (f"{model_path(self.cfg['mirror']['dir'], pair[side]['hub'])}/MANIFEST.json",))
+                for side in ("base", "tuned")}
 
     def _model_ref(self, key: str) -> ModelRef:
         return ModelRef(key, self.model_dir(key), None, tuple(self.model_done(key)))

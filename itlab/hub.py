@@ -223,7 +223,7 @@ def standin_model(hub_id: str, dest: str | Path, key: str = "model", seed: int =
         special = {f"{k}_token_id": tok.convert_tokens_to_ids(v) for k, v in spec["special_tokens"].items()
                    if k in ("bos", "eos", "pad") and v}
         config = cfg_cls(vocab_size=len(tok), architectures=[spec["architecture"]], **spec["tiny"], **special)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + spec.get("seed_offset", 0))  # a tuned stand-in: its base's shape, other weights
         model = getattr(transformers, spec["architecture"])(config)
         model.save_pretrained(tmp, safe_serialization=True)
         return _write_manifest(tmp, {"id": hub_id, "revision": "standin", "commit": standin_version("model", hub_id, seed),
@@ -231,7 +231,7 @@ def standin_model(hub_id: str, dest: str | Path, key: str = "model", seed: int =
                                      "standin": True, "architecture": spec["architecture"], "source": spec["source"]})
 
 
-GENERATOR_VERSION = 2  # bump when the stand-in generators change: stand-ins are rebuilt
+GENERATOR_VERSION = 3  # bump when the stand-in generators change: stand-ins are rebuilt
 
 
 def standin_version(kind: str, hub_id: str, *args) -> str:
@@ -263,7 +263,10 @@ def standin_tokenizer(spec: dict, vocab_size: int = 400):
     if kind == "sentencepiece":
         tok = Tokenizer(models.BPE(unk_token=sp.get("unk"), byte_fallback=True, fuse_unk=True))
         tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-        tok.pre_tokenizer = None
+        # trained split at word boundaries, as SentencePiece is: "▁" only starts a piece, never ends
+        # one ("e▁", ".▁"), so a word's tokens do not depend on the next word; used without a
+        # pre-tokenizer, as Llama-2/Mistral's tokenizer.json is
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
         tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                          decoders.Strip(" ", 1, 0)])
         alphabet = [f"<0x{i:02X}>" for i in range(256)]
@@ -278,6 +281,8 @@ def standin_tokenizer(spec: dict, vocab_size: int = 400):
     else:
         raise ValueError(f"unknown tokenizer kind {kind!r}")
     tok.train_from_iterator(corpus, trainer)
+    if kind == "sentencepiece":
+        tok.pre_tokenizer = None
     cls = getattr(transformers, spec.get("tokenizer_class", "PreTrainedTokenizerFast"))
     kwargs = {f"{k}_token": v for k, v in sp.items() if v}
     extra = [t for t in spec.get("extra_special_tokens", []) if t not in sp.values()]
@@ -468,6 +473,12 @@ def mirror_models(cfg: dict) -> dict[str, dict]:
     """entry key -> {id, revision, key (config key naming it)} of every hub base model used."""
     out = {}
     revisions = cfg["mirror"]["revisions"]
+    # study D's hub pairs (base and tuned) first: their pinned revisions are the ones fetched
+    for name, pair in sorted(cfg.get("studies", {}).get("behavior_shift", {}).get("pairs", {}).items()):
+        for side in ("base", "tuned"):
+            hid = pair[side]["hub"]
+            rev = pair[side].get("revision") or revisions.get(hid, "main")
+            out.setdefault(entry_key(hid), {"id": hid, "revision": rev, "key": f"studies.behavior_shift.pairs.{name}.{side}"})
     for fam, sizes in cfg["base_models"].items():
         hub = cfg["families"][fam].get("hub", {})
         for size in sizes:

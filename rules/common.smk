@@ -401,9 +401,11 @@ def behavior_prompt_inputs(wildcards):
 
 def behavior_download(wildcards):
     p = behavior_study()["prompts"]
+    # stand-in mode: the file's fixture instead of a download
+    standin = {"standin": config["mirror"]["standin"]}
     if wildcards.name == "dataset":
-        return {"url": p["url"], "sha256": p["sha256"]}
-    return {"url": p["ratings_url"], "sha256": p["ratings_sha256"]}
+        return {"url": p["url"], "sha256": p["sha256"], **standin}
+    return {"url": p["ratings_url"], "sha256": p["ratings_sha256"], **standin}
 
 
 def behavior_prompt_params():
@@ -443,6 +445,7 @@ def _behavior_model(wildcards):
         "revision": ref.revision,
         "trust_remote_code": config["trust_remote_code"],
         "device": config["device"],
+        "standin": config["mirror"]["standin"],
     }
 
 
@@ -486,6 +489,7 @@ def behavior_analysis_inputs(wildcards):
         out[f"attr__{pair}__{side}"] = behavior_attribution_files(pair, side)
         out[f"heads__{pair}__{side}"] = f"{R}/interpret/{pair}/{side}/heads.tsv"
         out[f"ffn__{pair}__{side}"] = f"{R}/interpret/{pair}/{side}/ffn.tsv"
+        out[f"vocab__{pair}__{side}"] = f"{R}/interpret/{pair}/{side}/vocabulary.json"
     return out
 
 

@@ -8,6 +8,11 @@ wildcard_constraints:
     shard="[0-9]+",
 
 
+# Downloads run where snakemake runs (a login node with internet), like the mirror's fetches.
+localrules:
+    fetch_behavior_file,
+
+
 rule fetch_behavior_file:
     output:
         file=f"{R}/data/behavior_shift/downloads/{{name}}.tsv",
@@ -66,6 +71,7 @@ rule explain_weights:
     output:
         heads=f"{R}/interpret/{{pair}}/{{side}}/heads.tsv",
         ffn=f"{R}/interpret/{{pair}}/{{side}}/ffn.tsv",
+        vocabulary=f"{R}/interpret/{{pair}}/{{side}}/vocabulary.json",
     log:
         f"{R}/logs/explain_weights/{{pair}}-{{side}}.log",
     benchmark:

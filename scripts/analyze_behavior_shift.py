@@ -12,4 +12,5 @@ with logged(snakemake):  # noqa: F821
     attributions = {(p, s): list(getattr(inp, f"attr__{p}__{s}")) for p, s in keys}
     heads = {(p, s): getattr(inp, f"heads__{p}__{s}") for p, s in keys}
     ffn = {(p, s): getattr(inp, f"ffn__{p}__{s}") for p, s in keys}
-    study.run(attributions, heads, ffn, snakemake.params.settings, dict(snakemake.output.items()))  # noqa: F821
+    vocab = {(p, s): getattr(inp, f"vocab__{p}__{s}") for p, s in keys}
+    study.run(attributions, heads, ffn, snakemake.params.settings, dict(snakemake.output.items()), vocab)  # noqa: F821

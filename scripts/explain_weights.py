@@ -7,4 +7,5 @@ from itlab.interpret.jobs import weights_job  # noqa: E402
 from itlab.scripting import logged  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
-    weights_job(snakemake.output.heads, snakemake.output.ffn, snakemake.params.job)  # noqa: F821
+    out = snakemake.output  # noqa: F821
+    weights_job(out.heads, out.ffn, snakemake.params.job, out.vocabulary)  # noqa: F821

@@ -221,12 +221,38 @@ def heads_figure(heads: pd.DataFrame, path) -> None:
     save(fig, path)
 
 
-def run(attributions: dict, heads_files: dict, ffn_files: dict, params: dict, out: dict) -> None:
-    """The whole analysis: attributions {(pair, side): [files]}, heads/ffn {(pair, side): file}."""
+class VocabularyMismatch(ValueError):
+    pass
+
+
+def check_vocabularies(vocab_files: dict) -> None:
+    """Heads and FFN are compared word by word: the base and tuned model of a pair must share
+    a tokenizer vocabulary (as LLaMA/Vicuna and Mistral/Mistral-Instruct do) and explain the
+    same words. vocab_files: {(pair, side): vocabulary.json written by the weights job}."""
+    import json
+    from pathlib import Path
+
+    recs = {k: json.loads(Path(f).read_text()) for k, f in vocab_files.items()}
+    for pair in sorted({p for p, _ in recs}):
+        b, t = recs.get((pair, "base")), recs.get((pair, "tuned"))
+        if b is None or t is None:
+            continue
+        if b["tokenizer_sha256"] != t["tokenizer_sha256"] or b["words"] != t["words"]:
+            raise VocabularyMismatch(
+                f"pair {pair}: the base and tuned tokenizers differ ({b['tokenizer_size']} vs {t['tokenizer_size']} "
+                f"tokens, {len(b['words'])} vs {len(t['words'])} explained words); head and FFN word comparisons "
+                "need one vocabulary")
+
+
+def run(attributions: dict, heads_files: dict, ffn_files: dict, params: dict, out: dict,
+        vocab_files: dict | None = None) -> None:
+    """The whole analysis: attributions {(pair, side): [files]}, heads/ffn/vocabularies {(pair, side): file}."""
     from itlab.interpret import ffn as ffn_mod
     from itlab.interpret import heads as heads_mod
     from itlab.io import write_table, write_text
 
+    if vocab_files:
+        check_vocabularies(vocab_files)
     table = read_scores(attributions, params["threshold"])
     tvb = tuned_vs_base(table)
     fvu = followed_vs_unfollowed(table, params["min_output_tokens"])

@@ -7,11 +7,23 @@ import pandas as pd
 from itlab.io import atomic_path, read_jsonl
 
 
-def _load(location: str, revision: str | None, trust_remote_code: bool, device: str):
+def _load(location: str, revision: str | None, trust_remote_code: bool, device: str, standin: bool | None = None):
+    """A model and its tokenizer. A hub model is a mirror entry (a folder with a MANIFEST.json):
+    read offline, and refused if it is of the other kind than ``mirror.standin`` says."""
+    from pathlib import Path
+
     import torch
 
     from itlab.models import load_model, load_tokenizer
 
+    if (Path(location) / "MANIFEST.json").exists():
+        from itlab import hub
+
+        hub.offline()
+        manifest = hub.read_manifest(location, standin=standin)
+        print(f"[itlab] {location}: {manifest.get('id')}@{manifest.get('commit')} (standin={manifest.get('standin')}, "
+              f"content {str(manifest.get('content_sha256'))[:16]})")
+        revision = None  # the mirror holds the pinned revision
     extra = {"revision": revision} if revision else {}
     tokenizer = load_tokenizer(location, trust_remote_code, **extra)
     model = load_model(location, trust_remote_code, dtype=torch.float32, **extra)
@@ -28,7 +40,7 @@ def attribute_job(prompts_path, out_path, p: dict) -> int:
     prompts = read_jsonl(prompts_path)[p["shard"]::p["shards"]]
     if not p["rated"]:
         prompts = [{k: v for k, v in q.items() if k != "rating"} for q in prompts]
-    model, tokenizer = _load(p["location"], p["revision"], p["trust_remote_code"], p["device"])
+    model, tokenizer = _load(p["location"], p["revision"], p["trust_remote_code"], p["device"], p.get("standin"))
     records = explain_prompts(model, tokenizer, prompts, p["name"], p["prompt_format"], p["max_new_tokens"],
                               p["batch"])
     n = matrices.write(out_path, records)
@@ -48,12 +60,23 @@ def _vocabulary(spec, tokenizer, extra) -> list[str]:
     return list(dict.fromkeys(list(base) + list(extra)))  # order kept, duplicates dropped
 
 
-def weights_job(heads_path, ffn_path, p: dict) -> None:
-    """Head word counts and FFN components of one model."""
+def vocabulary_record(tokenizer, words: list[str]) -> dict:
+    """What the head and FFN word lists are indexed by: the tokenizer's vocabulary (its SHA-256
+    over token -> id) and the explained words, in order. Base and tuned must agree (analysis)."""
+    import hashlib
+    import json
+
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1]), ensure_ascii=False)
+    return {"tokenizer_size": len(tokenizer), "tokenizer_sha256": hashlib.sha256(vocab.encode()).hexdigest(),
+            "words": list(words)}
+
+
+def weights_job(heads_path, ffn_path, p: dict, vocabulary_path=None) -> None:
+    """Head word counts and FFN components of one model (and the vocabulary they are over)."""
     from itlab.interpret import ffn, heads
     from itlab.interpret.words import embed_words
 
-    model, tokenizer = _load(p["location"], p["revision"], p["trust_remote_code"], "cpu")
+    model, tokenizer = _load(p["location"], p["revision"], p["trust_remote_code"], "cpu", p.get("standin"))
     wl = p["words"]
     targets = wl["instruction"] + wl["general"]
     cat_words = [x for ws in wl["categories"].values() for x in ws]
@@ -64,4 +87,8 @@ def weights_job(heads_path, ffn_path, p: dict) -> None:
     for path, frame in ((heads_path, counts), (ffn_path, comps)):
         with atomic_path(path) as tmp:
             pd.DataFrame(frame).to_csv(tmp, sep="\t", index=False)
+    if vocabulary_path is not None:
+        from itlab.io import write_json
+
+        write_json(vocabulary_path, vocabulary_record(tokenizer, vocab))
     print(f"{p['name']}: {len(vocab)} words; {counts.layer.nunique()} layers; {len(comps)} FFN components")

@@ -210,3 +210,22 @@ def fetch_checked(url: str, sha256: str, out_path) -> None:
         raise ValueError(f"{url}: SHA-256 {digest} != expected {sha256}")
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(data)
+
+
+STANDIN_FILES = __import__("pathlib").Path(__file__).resolve().parent.parent / "fixtures" / "behavior_shift"
+
+
+def standin_file(url: str, out_path) -> str:
+    """Stand-in mode (``mirror.standin``): the schema-faithful fixture of the file at ``url``
+    (``itlab/fixtures/behavior_shift/<file name>``), written atomically; no download, no
+    SHA-256 (the fixture is not the authors' file). Returns the fixture's path."""
+    from itlab.io import atomic_path
+
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    src = STANDIN_FILES / name
+    if not src.is_file():
+        known = ", ".join(sorted(p.name for p in STANDIN_FILES.glob("*.tsv")))
+        raise FileNotFoundError(f"{url}: no stand-in fixture {name!r} in {STANDIN_FILES} (known: {known})")
+    with atomic_path(out_path) as tmp:
+        tmp.write_bytes(src.read_bytes())
+    return str(src)
