@@ -101,11 +101,12 @@ def _judge(records: list[dict], judge: dict, model_name: str, glm_cache: str | N
             model_outputs=model_outputs, reference_outputs=reference, annotators_config=judge["annotator"],
             name=model_name, output_path=None, precomputed_leaderboard=None, is_cache_leaderboard=False,
             is_return_instead_of_print=True, fn_metric=METRIC_FUNCTIONS[spec["metric"]],
-            metric_kwargs={"save_weights_dir": None} if lc else None, caching_path=None)
+            metric_kwargs={"save_weights_dir": None} if lc else None, sort_by=spec["metric"],
+            caching_path=None)
         row = board.loc[model_name]
         if spec["metric"] not in row:
             raise KeyError(f"alpaca-eval reported no {spec['metric']!r} for {name} (columns: {list(row.index)})")
-        judged = int(pd.Series(annotations["preference"]).notna().sum())
+        judged = int(pd.DataFrame(annotations)["preference"].notna().sum())
         rows.append({"benchmark": name, "metric": spec["metric"], "score": float(row[spec["metric"]]),
                      "win_rate": float(row["win_rate"]), "n": len(recs), "n_judged": judged})
     return pd.DataFrame(rows)
