@@ -1,0 +1,49 @@
+"""Study C's paper grid (experiments/teachers.yaml) in stand-in mode with its thinning overlay
+(experiments/standin/teachers.yaml): every rule of the paper grid's DAG executes, the judge
+included (alpaca-eval's annotator against the served stand-in judge), and a second run with
+the hub blocked has nothing to do."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import snakemake, write_config
+from test_standin import _rules
+from test_workflow import _job_counts
+
+
+@pytest.mark.slow
+def test_standin_teachers(tmp_path):
+    # the paper grid's DAG, judge included (a key set for the dry-run only)
+    paper = snakemake("-n", "--cores", "2", "--configfile", "experiments/teachers.yaml",
+                      "--config", f"results_dir={tmp_path / 'paper'}", env={"OPENAI_API_KEY": "dry-run-only"})
+    assert paper.returncode == 0, paper.stderr[-3000:]
+    assert _job_counts(paper.stdout)["tune_model"] == 95
+    paper_rules = _rules(paper.stdout)
+    assert {"judge_answers", "analyze_teachers", "fetch_glm_files", "generate_responses"} <= paper_rules
+
+    paths = write_config(tmp_path, {"results_dir": str(tmp_path / "results"),
+                                    "mirror": {"dir": str(tmp_path / "mirror")}}, "paths.yaml")
+    files = ["--configfile", "experiments/teachers.yaml", "experiments/standin/teachers.yaml", str(paths)]
+    no_key = {"OPENAI_API_KEY": ""}  # the served stand-in judge needs none
+    res = snakemake("--cores", "2", *files, env=no_key, timeout=1500)
+    assert res.returncode == 0, res.stderr[-6000:]
+    ran = set(re.findall(r"\(Rule: (\w+)\)", res.stdout + res.stderr)) - {"all"}
+    assert ran == paper_rules, (paper_rules - ran, ran - paper_rules)
+    again = snakemake("-n", "--cores", "2", *files,
+                      env={**no_key, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    root = tmp_path / "results"
+    live = pd.read_csv(root / "data/teachers/qwen2-1.5b-live/rewards.tsv", sep="\t")
+    zoo = pd.read_csv(root / "data/teachers/qwen2-72b/rewards.tsv", sep="\t")
+    assert len(live) == 8 and live["reward:skywork_llama_live"].notna().all()  # the classifier scored them
+    assert zoo["reward:skywork_gemma"].notna().all() and zoo["reward:skywork_llama_live"].notna().all()
+    judged = pd.concat([pd.read_csv(p, sep="\t") for p in (root / "judge/tuned").glob("*/scores.tsv")])
+    assert len(judged) == 6 * 2 and (judged.n == 4).all() and (judged.n_judged == judged.n).all()
+    assert judged.score.between(0, 100).all()
+    summary = (root / "studies/teachers/summary.md").read_text()
+    assert "## Spearman rho of each metric vs AP, across generators" in summary
+    rho = pd.read_csv(root / "studies/teachers/spearman.tsv", sep="\t")
+    assert {"car", "reward:skywork_llama_live", "ifd_reference", "length"} <= set(rho.metric)
