@@ -304,7 +304,9 @@ def generate_inputs(wildcards):
     if spec["kind"] != "dataset":
         out["instructions"] = f"{R}/data/teachers/instructions.jsonl"
     else:
-        out["dataset"] = f"{teachers_hub.dataset_dir(config, spec['dataset'])}/MANIFEST.json"
+        out["dataset"] = (
+            f"{teachers_hub.dataset_dir(config, spec['dataset'])}/MANIFEST.json"
+        )
     model = GRID.generators[wildcards.generator]
     if model:
         out["model"] = model_location(model)[1]
@@ -338,7 +340,9 @@ def teacher_judge():
     return teachers_study().get("evaluation", {}).get("judge")
 
 
-ALPACA_EVAL_FILES = "tatsu-lab--alpaca_eval"  # alpaca-eval's GLM data (itlab.judge.GLM_REPO)
+ALPACA_EVAL_FILES = (
+    "tatsu-lab--alpaca_eval"  # alpaca-eval's GLM data (itlab.judge.GLM_REPO)
+)
 
 
 def reward_models_resolved():
@@ -370,7 +374,9 @@ def judge_resolved():
     for b in judge["benchmarks"].values():
         b["location"] = teachers_hub.dataset_dir(config, b["dataset"], b.get("subset"))
     if "serve" in judge:
-        judge["serve"]["location"] = teachers_hub.model_dir(config, judge["serve"]["model"])
+        judge["serve"]["location"] = teachers_hub.model_dir(
+            config, judge["serve"]["model"]
+        )
     return judge
 
 

@@ -2,6 +2,7 @@
 # perplexity under each student and the reference model; the students are tuned by tune_model
 # (training sets teacher-<generator>) and evaluated by evaluate_model (embedded) or a judge.
 
+
 localrules:
     fetch_glm_files,
 
