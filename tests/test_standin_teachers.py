@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import snakemake, write_config
 from test_standin import _rules
@@ -47,3 +48,55 @@ def test_standin_teachers(tmp_path):
     assert "## Spearman rho of each metric vs AP, across generators" in summary
     rho = pd.read_csv(root / "studies/teachers/spearman.tsv", sep="\t")
     assert {"car", "reward:skywork_llama_live", "ifd_reference", "length"} <= set(rho.metric)
+
+
+def _merged(*paths):
+    from snakemake.utils import update_config
+
+    from conftest import ROOT
+
+    cfg = {}
+    for p in paths:
+        update_config(cfg, yaml.safe_load((ROOT / p).read_text()))
+    return cfg
+
+
+def test_overlay_thins_generators_and_mirrors_what_study_c_reads():
+    from itlab import teachers_hub
+    from itlab.config import validate
+    from itlab.grid import Grid
+
+    cfg = validate(_merged("experiments/teachers.yaml", "experiments/standin/teachers.yaml"))
+    assert sorted(cfg["studies"]["teachers"]["generators"]) == ["qwen2-1.5b", "qwen2-1.5b-live", "qwen2-72b"]
+    assert len(Grid(cfg).teacher_runs()) == 2 * 3
+    models = {e["id"] for e in teachers_hub.mirror_models(cfg).values()}
+    assert models == {"openai-community/gpt2", "Qwen/Qwen2-1.5B-Instruct", "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
+                      "meta-llama/Meta-Llama-3-70B-Instruct"}
+    data = {(e["id"], e["subset"]) for e in teachers_hub.mirror_datasets(cfg).values()}
+    assert data == {("Magpie-Align/Magpie-100K-Generator-Zoo", None), ("lmarena-ai/arena-hard-auto-v0.1", None),
+                    ("tatsu-lab/alpaca_eval", "alpaca_eval_gpt4_baseline")}
+    # the paper config alone: the reference model and the judged benchmarks are mirrored too
+    paper = validate(_merged("experiments/teachers.yaml"))
+    assert {e["id"] for e in teachers_hub.mirror_models(paper).values()} == {"openai-community/gpt2"}
+
+
+def test_unknown_selected_generator_is_named():
+    from itlab.config import ConfigError, validate
+
+    cfg = _merged("experiments/teachers.yaml")
+    cfg["studies"]["teachers"]["select_generators"] = ["qwen2-7b", "nope"]
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.key == "studies.teachers.select_generators[1]"
+
+
+def test_every_standin_model_and_dataset_of_the_overlay_has_a_fixture():
+    from itlab import hub, teachers_hub
+    from itlab.config import validate
+
+    cfg = validate(_merged("experiments/teachers.yaml", "experiments/standin/teachers.yaml"))
+    table = hub.model_table()
+    for e in {**hub.mirror_models(cfg), **teachers_hub.mirror_models(cfg)}.values():
+        assert e["id"] in table, e["id"]
+    for e in {**hub.mirror_datasets(cfg), **teachers_hub.mirror_datasets(cfg)}.values():
+        hub.fixture_subset(hub.dataset_fixture(e["id"]), e["subset"], e["key"])  # raises if missing
