@@ -135,7 +135,7 @@ rule fetch_glm_files:
     conda:
         f"{ENVS}/judge.yaml"
     params:
-        folder=f"{MIRROR}/files/{ALPACA_EVAL_FILES}",
+        folder=lambda wildcards, output: os.path.dirname(output.manifest),
         standin=config["mirror"]["standin"],
         seed=config["seed"],
     script:
@@ -154,7 +154,9 @@ rule judge_answers:
     threads: 1
     params:
         judge=judge_resolved(),
-        glm_cache=f"{MIRROR}/files/{ALPACA_EVAL_FILES}",
+        glm_cache=lambda wildcards, input: (
+            os.path.dirname(input.glm_data) if "glm_data" in input.keys() else None
+        ),
         trust_remote_code=config["trust_remote_code"],
         device=config["device"],
     script:
