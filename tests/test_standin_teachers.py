@@ -48,6 +48,10 @@ def test_standin_teachers(tmp_path):
     assert "## Spearman rho of each metric vs AP, across generators" in summary
     rho = pd.read_csv(root / "studies/teachers/spearman.tsv", sep="\t")
     assert {"car", "reward:skywork_llama_live", "ifd_reference", "length"} <= set(rho.metric)
+    table = pd.read_csv(root / "studies/teachers/table.tsv", sep="\t")
+    assert table.groupby("student").ap.nunique().min() > 1  # teachers made different students
+    car = rho[(rho.metric == "car") & (rho.student != "average")]
+    assert len(car) == 2 and car.rho.between(-1, 1).all() and (car.n_generators == 3).all()
 
 
 def _merged(*paths):
