@@ -31,7 +31,10 @@ def test_standin_teachers(tmp_path):
     res = snakemake("--cores", "2", *files, env=no_key, timeout=1500)
     assert res.returncode == 0, res.stderr[-6000:]
     ran = set(re.findall(r"\(Rule: (\w+)\)", res.stdout + res.stderr)) - {"all"}
-    assert ran == paper_rules, (paper_rules - ran, ran - paper_rules)
+    assert paper_rules <= ran, paper_rules - ran  # every rule of the paper grid ran
+    # and only the instruction pool of the generator that answers here (kind: model), which the
+    # paper grid's zoo generators do not need
+    assert ran - paper_rules == {"download_task", "select_instructions"}, ran - paper_rules
     again = snakemake("-n", "--cores", "2", *files,
                       env={**no_key, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     assert "Nothing to be done" in again.stdout + again.stderr
