@@ -48,7 +48,8 @@ def _point_client(judge: dict, base_url: str | None) -> None:
     if base_url:
         os.environ["OPENAI_BASE_URL"] = base_url
         os.environ.pop("OPENAI_API_BASE", None)
-        os.environ.setdefault("OPENAI_API_KEY", "local-server-needs-no-key")  # this process only
+        if not os.environ.get("OPENAI_API_KEY"):  # the client insists on one; this process only
+            os.environ["OPENAI_API_KEY"] = "local-server-needs-no-key"
         return
     env = judge.get("base_url_env")
     if env and os.environ.get(env):
