@@ -198,6 +198,10 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
 
 def _check_teachers(cfg: dict, s: dict, bases: list[str], all_tasks: set[str]) -> None:
     key = "studies.teachers"
+    if "select_generators" in s:  # thinning: only these generators enter the grid
+        _check_names(s["select_generators"], list(s["generators"]), f"{key}.select_generators",
+                     "a generator under studies.teachers.generators")
+        s["generators"] = {n: s["generators"][n] for n in s["select_generators"]}
     _check_names(s["students"], bases, f"{key}.students", "a base model id")
     for recipe_key in ("recipe", "teacher_recipe"):
         if recipe_key in s:

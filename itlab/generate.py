@@ -96,10 +96,9 @@ def vllm_available() -> bool:
 
 
 def dataset_responses(spec: dict, limit: int | None = None) -> list[dict]:
-    """A generator's column of a responses data set (``content`` + reward scores per row)."""
-    from datasets import load_dataset
-
-    ds = load_dataset(spec["dataset"], split=spec.get("split", "train"))
+    """A generator's column of a responses data set (``content`` + reward scores per row), read
+    from its mirror folder (``location``) when the rule gives one."""
+    ds = _split(spec, spec.get("split", "train"), "dataset")
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     col, id_col, prompt_col = spec["column"], spec.get("id_field", "uuid"), spec.get("instruction_field", "instruction")
@@ -156,10 +155,19 @@ def instruction_pool(task_records: dict[str, list[dict]], per_task: int, seed: i
     return pool
 
 
-def benchmark_prompts(name: str, spec: dict, max_items: int | None = None) -> list[dict]:
+def _split(spec: dict, split: str, what: str):
+    """One split of a hub data set: from the mirror folder ``spec['location']`` (offline), else the hub."""
+    if spec.get("location"):
+        from itlab.hub import load_split
+
+        return load_split(spec["location"], split, f"{what} {spec['dataset']}")
     from datasets import load_dataset
 
-    ds = load_dataset(spec["dataset"], spec.get("subset"), split=spec.get("split", "eval"))
+    return load_dataset(spec["dataset"], spec.get("subset"), split=split)
+
+
+def benchmark_prompts(name: str, spec: dict, max_items: int | None = None) -> list[dict]:
+    ds = _split(spec, spec.get("split", "eval"), "benchmark")
     if max_items is not None:
         ds = ds.select(range(min(max_items, len(ds))))
     return [{"benchmark": name, "instruction": row[spec["instruction_field"]],

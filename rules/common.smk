@@ -38,10 +38,12 @@ ENVS = "../envs"
 
 # ---- the hub mirror (rules/hub.smk) ------------------------------------------------------
 from itlab import hub  # noqa: E402
+from itlab import teachers_hub  # noqa: E402
 
 MIRROR = config["mirror"]["dir"]
-HUB_MODELS = hub.mirror_models(config)
-HUB_DATASETS = hub.mirror_datasets(config)
+# study C's reference model, generators, reward models, served judge and benchmarks too
+HUB_MODELS = {**teachers_hub.mirror_models(config), **hub.mirror_models(config)}
+HUB_DATASETS = {**teachers_hub.mirror_datasets(config), **hub.mirror_datasets(config)}
 try:  # templates against the schemas of data sets already mirrored: before any job
     hub.check_mirrored_templates(config)
 except hub.HubError as err:
@@ -272,6 +274,8 @@ def generator_spec(wildcards):
     s = teachers_study()
     g = dict(s["generators"][wildcards.generator])
     g["generation"] = {**s["generation"], **g.get("generation", {})}
+    if g["kind"] == "dataset":  # read from the mirror
+        g["location"] = teachers_hub.dataset_dir(config, g["dataset"])
     return g
 
 
@@ -290,13 +294,19 @@ def model_location(key):
     built = kind == "base" and name in GRID.base_models
     if built or (kind == "tuned" and name in GRID.runs):
         return GRID.model_dir(key), GRID.model_done(key)
-    return key, []
+    # a hub id: its mirror entry; a folder: itself
+    return teachers_hub.model_dir(config, key), teachers_hub.model_manifest(config, key)
 
 
 def generate_inputs(wildcards):
     out = {}
-    if teachers_study()["generators"][wildcards.generator]["kind"] != "dataset":
+    spec = teachers_study()["generators"][wildcards.generator]
+    if spec["kind"] != "dataset":
         out["instructions"] = f"{R}/data/teachers/instructions.jsonl"
+    else:
+        out["dataset"] = (
+            f"{teachers_hub.dataset_dir(config, spec['dataset'])}/MANIFEST.json"
+        )
     model = GRID.generators[wildcards.generator]
     if model:
         out["model"] = model_location(model)[1]
@@ -328,6 +338,63 @@ def measure_inputs(wildcards):
 
 def teacher_judge():
     return teachers_study().get("evaluation", {}).get("judge")
+
+
+ALPACA_EVAL_FILES = (
+    "tatsu-lab--alpaca_eval"  # alpaca-eval's GLM data (itlab.judge.GLM_REPO)
+)
+
+
+def reward_models_resolved():
+    """Reward models with each classifier's model read from the mirror (a hub id) or its folder."""
+    out = {}
+    for name, spec in teachers_study().get("reward_models", {}).items():
+        spec = dict(spec)
+        if spec["kind"] == "classifier":
+            spec["model"] = teachers_hub.model_dir(config, spec["model"])
+        out[name] = spec
+    return out
+
+
+def reward_model_manifests(wildcards=None):
+    return [
+        f
+        for spec in teachers_study().get("reward_models", {}).values()
+        if spec["kind"] == "classifier"
+        for f in teachers_hub.model_manifest(config, spec["model"])
+    ]
+
+
+def judge_resolved():
+    """The judge with each benchmark's mirror folder and the served model's folder."""
+    judge = teacher_judge()
+    if not judge:
+        return None
+    judge = json.loads(json.dumps(judge))
+    for b in judge["benchmarks"].values():
+        b["location"] = teachers_hub.dataset_dir(config, b["dataset"], b.get("subset"))
+    if "serve" in judge:
+        judge["serve"]["location"] = teachers_hub.model_dir(
+            config, judge["serve"]["model"]
+        )
+    return judge
+
+
+def benchmark_manifests(wildcards=None):
+    judge = judge_resolved() or {"benchmarks": {}}
+    return [f"{b['location']}/MANIFEST.json" for b in judge["benchmarks"].values()]
+
+
+def judge_inputs(wildcards):
+    judge = judge_resolved()
+    out = {"answers": f"{R}/judge/tuned/{wildcards.run}/answers.jsonl"}
+    if "serve" in judge:
+        out["served"] = teachers_hub.model_manifest(config, judge["serve"]["model"])
+    if any(
+        b["metric"] == "length_controlled_winrate" for b in judge["benchmarks"].values()
+    ):
+        out["glm_data"] = f"{MIRROR}/files/{ALPACA_EVAL_FILES}/MANIFEST.json"
+    return out
 
 
 def judge_key_missing():

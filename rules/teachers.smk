@@ -2,6 +2,11 @@
 # perplexity under each student and the reference model; the students are tuned by tune_model
 # (training sets teacher-<generator>) and evaluated by evaluate_model (embedded) or a judge.
 
+
+localrules:
+    fetch_glm_files,
+
+
 if judge_key_missing():
     sys.stderr.write(
         f"itlab: ERROR: rule judge_answers needs the judge's key in the environment variable "
@@ -55,7 +60,8 @@ rule generate_responses:
 
 rule score_rewards:
     input:
-        f"{R}/data/teachers/{{generator}}/responses.jsonl",
+        responses=f"{R}/data/teachers/{{generator}}/responses.jsonl",
+        models=reward_model_manifests(),
     output:
         f"{R}/data/teachers/{{generator}}/rewards.tsv",
     log:
@@ -66,7 +72,7 @@ rule score_rewards:
     resources:
         gpu=config["resources"]["evaluate"].get("gpus", 0),
     params:
-        reward_models=teachers_study().get("reward_models", {}),
+        reward_models=reward_models_resolved(),
         trust_remote_code=config["trust_remote_code"],
         device=config["device"],
     script:
@@ -100,6 +106,7 @@ rule measure_responses:
 rule answer_benchmarks:
     input:
         model=f"{R}/tuned/{{run}}/DONE.json",
+        benchmarks=benchmark_manifests(),
     output:
         f"{R}/judge/tuned/{{run}}/answers.jsonl",
     log:
@@ -111,7 +118,7 @@ rule answer_benchmarks:
         gpu=config["resources"]["evaluate"].get("gpus", 0),
     params:
         model_dir=lambda wildcards: GRID.model_dir(f"tuned/{wildcards.run}"),
-        judge=teacher_judge(),
+        judge=judge_resolved(),
         generation=teachers_study().get("generation", {}),
         seed=config["seed"],
         trust_remote_code=config["trust_remote_code"],
@@ -120,17 +127,38 @@ rule answer_benchmarks:
         "../scripts/answer_benchmarks.py"
 
 
+rule fetch_glm_files:
+    output:
+        manifest=f"{MIRROR}/files/{ALPACA_EVAL_FILES}/MANIFEST.json",
+    log:
+        f"{R}/logs/fetch_glm_files.log",
+    conda:
+        f"{ENVS}/judge.yaml"
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.manifest),
+        standin=config["mirror"]["standin"],
+        seed=config["seed"],
+    script:
+        "../scripts/fetch_glm_files.py"
+
+
 rule judge_answers:
     input:
-        f"{R}/judge/tuned/{{run}}/answers.jsonl",
+        unpack(judge_inputs),
     output:
         f"{R}/judge/tuned/{{run}}/scores.tsv",
     log:
         f"{R}/logs/judge_answers/{{run}}.log",
     conda:
         f"{ENVS}/judge.yaml"
+    threads: 1
     params:
-        judge=teacher_judge(),
+        judge=judge_resolved(),
+        glm_cache=lambda wildcards, input: (
+            os.path.dirname(input.glm_data) if "glm_data" in input.keys() else None
+        ),
+        trust_remote_code=config["trust_remote_code"],
+        device=config["device"],
     script:
         "../scripts/judge_answers.py"
 

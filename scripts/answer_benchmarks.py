@@ -3,6 +3,9 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
+from itlab import hub  # noqa: E402
+
+hub.offline()  # hub models and data sets come from the mirror only
 from itlab.io import write_jsonl  # noqa: E402
 from itlab.generate import answer  # noqa: E402
 from itlab.scripting import logged  # noqa: E402

@@ -3,6 +3,9 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
+from itlab import hub  # noqa: E402
+
+hub.offline()  # hub models and data sets come from the mirror only
 import torch  # noqa: E402
 
 from itlab.generate import responses  # noqa: E402
