@@ -55,6 +55,10 @@ def _schema_validate(config: dict) -> None:
 def validate(config: dict, base_dir: str | Path = ".") -> dict:
     """Return a validated copy of ``config`` with defaults filled in, or raise ConfigError."""
     config = copy.deepcopy(config)
+    if "compose" in config:  # several study configs in one (itlab/compose.py)
+        from itlab.compose import compose
+
+        config = compose(config, base_dir)
     _schema_validate(config)
     _check_semantics(config, Path(base_dir))
     return config
@@ -150,6 +154,8 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
     if "inherent_limits" in studies:
         s = studies["inherent_limits"]
         _check_names(s["mixtures"], data["mixtures"], "studies.inherent_limits.mixtures", "a mixture under data.mixtures")
+        if s["tasks"] != "all":
+            _check_names(s["tasks"], all_tasks, "studies.inherent_limits.tasks", "a task of data.tasks or data.hub_tasks")
         for i, block in enumerate(s["additional_grids"]):
             key = f"studies.inherent_limits.additional_grids[{i}]"
             _check_names(block["mixtures"], data["mixtures"], f"{key}.mixtures", "a mixture under data.mixtures")

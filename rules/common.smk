@@ -215,6 +215,8 @@ def eval_params(wildcards):
         # the seed of evaluation subsamples and per-item in-context examples
         "seed": config["seed"],
         **config["evaluation"],
+        # a composed config (itlab.compose): the evaluating study's own settings
+        **config["evaluation_by_study"].get(job.study, {}),
         **({"metrics": metrics} if metrics else {}),
     }
 
