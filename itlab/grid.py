@@ -384,18 +384,22 @@ def scratch_checkpoint_dir(cfg: dict, run_id: str) -> str:
     return f"{cfg['scratch_dir']}/{tag}/{run_id}/checkpoints"
 
 
+def param_count(cfg: dict, base: BaseModel) -> float:
+    """Parameters of a base model: sizes.<size>.params_b, or for a model built here 12 L h^2
+    for the blocks plus the tied in/out embeddings."""
+    size = _size(cfg, base)
+    if "params_b" in size:
+        return size["params_b"] * 1e9
+    m = size["model"]
+    return 12 * m["num_layers"] * m["hidden_size"] ** 2 + cfg["tokenizer"]["vocab_size"] * m["hidden_size"]
+
+
 def checkpoint_mb(grid: Grid, run_id: str) -> int:
     """Disk a run's checkpoints take at their peak (keep_checkpoints complete ones plus the
     one being written), in MB: bf16/fp32 weights plus fp32 Adam state (master copy in bf16
     runs, two moments) for full tuning; the frozen weights plus a small adapter for LoRA."""
     run = grid.runs[run_id]
-    bm = grid.base_models[run.base]
-    size = _size(grid.cfg, bm)
-    if "params_b" in size:
-        n = size["params_b"] * 1e9
-    else:  # embedded ladder: 12 L h^2 for the blocks, tied in/out embeddings
-        m = size["model"]
-        n = 12 * m["num_layers"] * m["hidden_size"] ** 2 + grid.cfg["tokenizer"]["vocab_size"] * m["hidden_size"]
+    n = param_count(grid.cfg, grid.base_models[run.base])
     args = tune_arguments(grid, run_id)
     weight = 2 if args["bf16"] else 4
     if args.get("lora_r"):
