@@ -241,7 +241,7 @@ def compose(config: dict, base_dir: str | Path = ".") -> dict:
         file = base_dir / path
         if not file.is_file():
             raise ConfigError(f"compose[{i}]", f"file {path!r} does not exist")
-        raw = yaml.safe_load(file.read_text())
+        raw = yaml.load(file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         if "compose" in raw:
             raise ConfigError(f"compose[{i}]", f"{path} composes other configs itself (one level only)")
         try:

@@ -255,9 +255,9 @@ def render(cfg: dict, jobs: list[Job], concurrent: int) -> str:
                  f"{big.gpu_hours:,.1f} GPU-h (~{big.hours:,.1f} h; requested {big.runtime_min / 60:,.1f} h)")
     over = [j for j in jobs if j.estimate == "flops" and j.gpus and j.hours * 60 > j.runtime_min]
     if over:
-        lines.append(f"warning: {len(over)} job(s) are estimated to run past their requested runtime and will "
-                     f"requeue from checkpoints, e.g. {over[0].rule} {over[0].name} (~{over[0].hours:.1f} h "
-                     f"vs {over[0].runtime_min / 60:.1f} h)")
+        lines.append(f"warning: {len(over)} job(s) are estimated to run past their requested runtime (a tuning "
+                     f"job requeues from its checkpoint; any other is killed: raise its runtime), e.g. "
+                     f"{over[0].rule} {over[0].name} (~{over[0].hours:.1f} h vs {over[0].runtime_min / 60:.1f} h)")
     return "\n".join(lines)
 
 
