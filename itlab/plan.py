@@ -210,33 +210,48 @@ def plan_jobs(cfg: dict) -> list[Job]:
     return tune_jobs(grid) + eval_jobs(grid) + other_jobs(grid)
 
 
-def wall_hours(jobs: list[Job], concurrent: int) -> float:
-    """List-scheduling bound of jobs on ``concurrent`` slots: max(longest, total / slots)."""
+def wall_hours(jobs: list[Job], concurrent: int, gpus: int = 0) -> float:
+    """List-scheduling bound of jobs on ``concurrent`` slots (and ``gpus`` GPUs, 0: as many as
+    the jobs ask): max(longest, job-hours / slots, GPU-hours / GPUs)."""
     if not jobs:
         return 0.0
     longest = max(j.hours for j in jobs)
-    return max(longest, sum(j.hours for j in jobs) / min(concurrent, len(jobs)))
+    by_gpus = sum(j.gpu_hours for j in jobs) / gpus if gpus else 0.0
+    return max(longest, sum(j.hours for j in jobs) / min(concurrent, len(jobs)), by_gpus)
 
 
-def summarize(jobs: list[Job], concurrent: int) -> list[dict]:
+def peak_checkpoint_gb(jobs: list[Job], concurrent: int, gpus: int = 0) -> float:
+    """Checkpoint disk if the largest runs ran at once: at most ``concurrent`` jobs, and at
+    most ``gpus`` GPUs between them (0: no GPU limit)."""
+    total, used, n = 0.0, 0, 0
+    for j in sorted(jobs, key=lambda j: j.checkpoint_gb, reverse=True):
+        if n == concurrent:
+            break
+        if gpus and used + j.gpus > gpus:
+            continue
+        total, used, n = total + j.checkpoint_gb, used + j.gpus, n + 1
+    return total
+
+
+def summarize(jobs: list[Job], concurrent: int, gpus: int = 0) -> list[dict]:
     rows: dict[tuple, list[Job]] = {}
     for j in jobs:
         rows.setdefault((j.rule, j.study or "-", j.partition or "-"), []).append(j)
     out = []
     for (rule, study, part), js in rows.items():
-        gpus = sorted({j.gpus for j in js})
-        ckpt = sorted((j.checkpoint_gb for j in js), reverse=True)
+        counts = sorted({j.gpus for j in js})
         out.append({"rule": rule, "study": study, "partition": part, "jobs": len(js),
-                    "gpus_per_job": "-".join(map(str, (gpus[0], gpus[-1]))) if len(gpus) > 1 else str(gpus[0]),
-                    "gpu_hours": sum(j.gpu_hours for j in js), "wall_hours": wall_hours(js, concurrent),
-                    "estimate": js[0].estimate, "checkpoint_gb_peak": sum(ckpt[:concurrent]),
+                    "gpus_per_job": f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0]),
+                    "gpu_hours": sum(j.gpu_hours for j in js), "wall_hours": wall_hours(js, concurrent, gpus),
+                    "estimate": js[0].estimate, "checkpoint_gb_peak": peak_checkpoint_gb(js, concurrent, gpus),
                     "model_gb": sum(j.model_gb for j in js)})
     return out
 
 
-def render(cfg: dict, jobs: list[Job], concurrent: int) -> str:
-    rows = summarize(jobs, concurrent)
-    lines = [f"itlab compute plan: {len(jobs)} GPU-rule jobs, {concurrent} concurrent jobs (--jobs)",
+def render(cfg: dict, jobs: list[Job], concurrent: int, gpus: int = 0) -> str:
+    rows = summarize(jobs, concurrent, gpus)
+    lines = [f"itlab compute plan: {len(jobs)} jobs of the compute rules, {concurrent} concurrent jobs (--jobs), "
+             f"{gpus or 'unlimited'} GPUs (--gpus)",
              f"{'rule':20s} {'study':16s} {'partition':9s} {'jobs':>5s} {'GPUs/job':>8s} {'GPU-h':>10s} "
              f"{'wall h':>8s} {'ckpt GB':>9s} {'model GB':>9s}  estimate"]
     for r in rows:
@@ -247,7 +262,8 @@ def render(cfg: dict, jobs: list[Job], concurrent: int) -> str:
     grid_mirror = mirror_gb(g.Grid(cfg))
     scratch = cfg.get("scratch_dir") or f"{cfg['results_dir']}/tuned"
     lines.append(f"total: {total:,.0f} GPU-hours; wall <= {wall:,.0f} h ({wall / 24:.1f} days) with rules in sequence")
-    lines.append(f"disk: checkpoints at peak {sum(r['checkpoint_gb_peak'] for r in rows):,.0f} GB in {scratch}; "
+    lines.append(f"disk: checkpoints at peak {sum(r['checkpoint_gb_peak'] for r in rows):,.0f} GB in {scratch} (the "
+                 f"largest runs that fit --jobs and --gpus at once, each with keep_checkpoints + 1); "
                  f"tuned models {sum(r['model_gb'] for r in rows):,.0f} GB in {cfg['results_dir']}/tuned; "
                  f"hub mirror {grid_mirror:,.0f} GB in {cfg['mirror']['dir']}")
     big = max(jobs, key=lambda j: (j.gpu_hours, j.gpus))
@@ -291,6 +307,7 @@ def main(argv=None) -> int:
     ap.add_argument("--configfile", nargs="+", default=["config.yaml"])
     ap.add_argument("--config", nargs="*", default=[], help="KEY=VALUE overrides (dotted keys), as snakemake --config")
     ap.add_argument("--jobs", type=int, default=None, help="concurrent jobs (default: the Slurm profile's jobs)")
+    ap.add_argument("--gpus", type=int, default=0, help="GPUs the cluster gives at once (default: unlimited)")
     ap.add_argument("--tsv", help="also write one row per job here")
     opt = ap.parse_args(argv)
     from itlab.config import ConfigError
@@ -302,7 +319,7 @@ def main(argv=None) -> int:
         print(f"itlab: error: {err}", file=sys.stderr)
         return 1
     concurrent = opt.jobs or profile_jobs()
-    print(render(cfg, jobs, concurrent))
+    print(render(cfg, jobs, concurrent, opt.gpus))
     if opt.tsv:
         cols = ["rule", "study", "name", "gpus", "nodes", "mem_mb", "runtime_min", "partition", "gpu_hours", "estimate",
                 "checkpoint_gb", "model_gb"]
