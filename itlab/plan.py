@@ -139,7 +139,10 @@ def eval_items(grid: g.Grid, task: str, settings: dict) -> int:
     if task.startswith("markov-I"):
         return min(settings["max_items_per_task"], cfg["studies"]["diversity"]["test_examples"])
     if task in cfg["data"]["hub_tasks"]:
-        return cfg["data"]["hub_tasks"][task].get("max_items", settings["max_items_per_task"])
+        spec = cfg["data"]["hub_tasks"][task]
+        cap = spec.get("max_items", settings["max_items_per_task"])
+        known = cfg["plan"]["lm_eval_items"].get(spec.get("lm_eval_task"))
+        return min(cap, known) if known else cap
     return min(settings["max_items_per_task"], cfg["data"]["splits"]["test"])
 
 
