@@ -65,3 +65,13 @@ def test_plan_resources_equal_what_the_rules_request(tmp_path):
         gpus = int(r.get("gpu", 0)) or int(r.get("gres", "gpu:0").rsplit(":", 1)[-1]) * int(r.get("nodes", 1))
         assert (j.gpus, j.mem_mb, j.runtime_min) == (gpus, int(r["mem_mb"]), int(r["runtime"])), j.name
         assert j.nodes == int(r.get("nodes", 1)), j.name
+
+
+def test_plan_of_the_union_covers_every_study_and_sums_its_parts():
+    """The union's tuning GPU-hours per study equal each study's own config's (same runs, same resources)."""
+    union = plan.plan_jobs(_cfg("all-studies"))
+    studies = {j.study for j in union}
+    assert {"inherent_limits", "scaling", "diversity", "teachers", "behavior_shift"} <= studies
+    for name, study in [("inherent-limits", "inherent_limits"), ("scaling", "scaling"), ("teachers", "teachers")]:
+        own = sum(j.gpu_hours for j in plan.plan_jobs(_cfg(name)) if j.rule == "tune_model")
+        assert sum(j.gpu_hours for j in union if j.rule == "tune_model" and j.study == study) == pytest.approx(own, rel=1e-12)
