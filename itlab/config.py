@@ -45,8 +45,11 @@ def _schema_json() -> str:
     if not path.is_file():
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(yaml.load(text, Loader=loader)), encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(yaml.load(text, Loader=loader)), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:  # no writable temp folder: the YAML schema itself (slower)
+            return str(SCHEMA)
     return str(path)
 
 

@@ -106,3 +106,13 @@ def test_a_key_the_composed_configs_set_differently_must_be_set_by_the_composing
     with pytest.raises(ConfigError) as err:
         validate({"compose": ["a.yaml", "a.yaml"]}, tmp_path)
     assert err.value.key == "studies.diversity"
+
+
+def test_composing_one_config_is_that_config(tmp_path):
+    """No rename, no lost key: the grid of compose: [scaling.yaml] is scaling.yaml's grid."""
+    own = _load("experiments/scaling.yaml")
+    one = validate({"compose": ["experiments/scaling.yaml"], "results_dir": own["results_dir"]}, ROOT)
+    a, b = Grid(own), Grid(one)
+    assert sorted(a.runs) == sorted(b.runs) and sorted(a.evals) == sorted(b.evals)
+    for rid in a.runs:
+        assert tune_arguments(a, rid) == tune_arguments(b, rid) and tune_resources(a, rid) == tune_resources(b, rid)
