@@ -74,6 +74,7 @@ class _Union:
         self.conflicts: dict[tuple, list] = {}
         self.max_items: list[int] = []
         self.spare_mixtures: dict = {}
+        self.trained: set[tuple[str, str]] = set()  # (task in a used mixture, config)
 
     def named(self, section: dict, name: str, spec, tag: str, key: str) -> str:
         """Add a named definition; return the name it has in the union."""
@@ -200,6 +201,12 @@ def _add(u: _Union, raw: dict, val: dict, path: str) -> None:
                   if (new := u.named(u.cfg["recipes"], n, spec, tag, f"recipes.{n}")) != n}
     data = u.cfg["data"]
     used = _used_mixtures(val["studies"])  # a config's unused filler mixtures are left out
+    from itlab.data import mixture_tasks
+    from itlab.grid import all_tasks, heldout_tasks, task_cluster
+
+    clusters = {t: task_cluster(val, t) for t in all_tasks(val)}
+    for n in used:
+        u.trained.update((t, path) for t in mixture_tasks(val["data"]["mixtures"][n], clusters, heldout_tasks(val)))
     u.spare_mixtures.update({n: spec for n, spec in val["data"]["mixtures"].items() if n not in used})
     mix_map = {n: new for n, spec in val["data"]["mixtures"].items() if n in used
                if (new := u.named(data["mixtures"], n, spec, tag, f"data.mixtures.{n}")) != n}
@@ -256,6 +263,10 @@ def compose(config: dict, base_dir: str | Path = ".") -> dict:
     for key, (value, _) in u.leaves.items():
         _set(u.cfg, key, copy.deepcopy(value))
     u.cfg.setdefault("evaluation", {})["max_items_per_task"] = max(u.max_items)
+    heldout = set(u.cfg["data"]["heldout_tasks"])
+    for task, path in sorted(u.trained):
+        if task in heldout:  # held out by one config, trained on by another: no union keeps both
+            raise ConfigError("data.heldout_tasks", f"{task!r} is held out by one composed config but in a mixture of {path}")
     if not u.cfg["data"]["mixtures"]:  # the schema asks for one; no study uses it
         name = sorted(u.spare_mixtures)[0]
         u.cfg["data"]["mixtures"][name] = u.spare_mixtures[name]

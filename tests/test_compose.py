@@ -116,3 +116,16 @@ def test_composing_one_config_is_that_config(tmp_path):
     assert sorted(a.runs) == sorted(b.runs) and sorted(a.evals) == sorted(b.evals)
     for rid in a.runs:
         assert tune_arguments(a, rid) == tune_arguments(b, rid) and tune_resources(a, rid) == tune_resources(b, rid)
+
+
+def test_a_task_held_out_by_one_config_and_trained_on_by_another_is_an_error(tmp_path):
+    a = yaml.safe_load((ROOT / "config.yaml").read_text())
+    b = yaml.safe_load((ROOT / "experiments/embedded-behavior-shift.yaml").read_text())
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(a))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(b))
+    assert validate({"compose": ["a.yaml", "b.yaml"]}, tmp_path)["data"]["heldout_tasks"] == a["data"]["heldout_tasks"]
+    b["data"]["heldout_tasks"] = []  # b now tunes on a's held-out tasks: the union cannot hold them out for a only
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(b))
+    with pytest.raises(ConfigError) as err:
+        validate({"compose": ["a.yaml", "b.yaml"]}, tmp_path)
+    assert err.value.key == "data.heldout_tasks" and "b.yaml" in str(err.value)
