@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: run report test lint benchmarks
+.PHONY: run report test lint benchmarks plan
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile rules/
+
+# Compute plan of a config before submission (README "Compute plan"): make plan [PLAN_CONFIG=...]
+PLAN_CONFIG ?= experiments/all-studies.yaml
+plan: $(STAMP)
+	$(VENV)/bin/python -m itlab.plan --configfile $(PLAN_CONFIG)
 
 benchmarks: $(STAMP)
 	$(VENV)/bin/python benchmarks/dag_dryrun.py

@@ -71,6 +71,7 @@ class EvalJob:
     model: str  # "base/<id>" or "tuned/<run id>"
     items: set = field(default_factory=set)  # {(eval task id, condition)}
     k_shot: int = 0
+    study: str = ""  # the study that evaluates it (its evaluation_by_study block, if any)
 
 
 def diversity_cells(study: dict) -> list[tuple[int, int, int]]:
@@ -160,18 +161,20 @@ class Grid:
         self.runs.setdefault(rid, run)
         return run
 
-    def _add_eval(self, model: str, items, k_shot: int = 0):
-        job = self.evals.setdefault(model, EvalJob(model))
+    def _add_eval(self, model: str, items, k_shot: int = 0, study: str = ""):
+        if model.startswith("tuned/"):
+            study = self.runs[model.split("/", 1)[1]].study
+        job = self.evals.setdefault(model, EvalJob(model, study=study))
         job.items.update(items)
         job.k_shot = max(job.k_shot, k_shot)
 
     def _expand_inherent_limits(self, s):
         bases = _selected(s["base_models"], self.base_models)
-        tasks = all_tasks(self.cfg)
+        tasks = all_tasks(self.cfg) if s["tasks"] == "all" else list(s["tasks"])
         base_conds = [c for c in s["conditions"] if CONDITIONS[c][0] == "base"]
         tuned_conds = [c for c in s["conditions"] if CONDITIONS[c][0] == "tuned"]
         for base in bases:
-            self._add_eval(f"base/{base}", [(t, c) for t in tasks for c in base_conds], s["k_shot"])
+            self._add_eval(f"base/{base}", [(t, c) for t in tasks for c in base_conds], s["k_shot"], "inherent_limits")
         blocks = [s] + s["additional_grids"]
         for block in blocks:
             block_bases = _selected(block["base_models"], self.base_models) if "base_models" in block else bases
@@ -180,7 +183,7 @@ class Grid:
                 run = self._add_run(base, ts, s["recipe"], seed, "inherent_limits", mixture=mix)
                 self._add_eval(f"tuned/{run.id}", [(t, c) for t in tasks for c in tuned_conds], s["k_shot"])
                 if base not in bases:
-                    self._add_eval(f"base/{base}", [(t, c) for t in tasks for c in base_conds], s["k_shot"])
+                    self._add_eval(f"base/{base}", [(t, c) for t in tasks for c in base_conds], s["k_shot"], "inherent_limits")
 
     def _expand_scaling(self, s):
         bases = _selected(s["base_models"], self.base_models)
@@ -386,18 +389,22 @@ def scratch_checkpoint_dir(cfg: dict, run_id: str) -> str:
     return f"{cfg['scratch_dir']}/{tag}/{run_id}/checkpoints"
 
 
+def param_count(cfg: dict, base: BaseModel) -> float:
+    """Parameters of a base model: sizes.<size>.params_b, or for a model built here 12 L h^2
+    for the blocks plus the tied in/out embeddings."""
+    size = _size(cfg, base)
+    if "params_b" in size:
+        return size["params_b"] * 1e9
+    m = size["model"]
+    return 12 * m["num_layers"] * m["hidden_size"] ** 2 + cfg["tokenizer"]["vocab_size"] * m["hidden_size"]
+
+
 def checkpoint_mb(grid: Grid, run_id: str) -> int:
     """Disk a run's checkpoints take at their peak (keep_checkpoints complete ones plus the
     one being written), in MB: bf16/fp32 weights plus fp32 Adam state (master copy in bf16
     runs, two moments) for full tuning; the frozen weights plus a small adapter for LoRA."""
     run = grid.runs[run_id]
-    bm = grid.base_models[run.base]
-    size = _size(grid.cfg, bm)
-    if "params_b" in size:
-        n = size["params_b"] * 1e9
-    else:  # embedded ladder: 12 L h^2 for the blocks, tied in/out embeddings
-        m = size["model"]
-        n = 12 * m["num_layers"] * m["hidden_size"] ** 2 + grid.cfg["tokenizer"]["vocab_size"] * m["hidden_size"]
+    n = param_count(grid.cfg, grid.base_models[run.base])
     args = tune_arguments(grid, run_id)
     weight = 2 if args["bf16"] else 4
     if args.get("lora_r"):

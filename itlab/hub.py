@@ -22,6 +22,7 @@ generated from its real schema (``itlab/fixtures/datasets/*.yaml``, each naming 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -464,8 +465,10 @@ def manifest_features(manifest: dict) -> dict:
 
 
 # ---- what a config needs from the hub ----------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def harness_table() -> dict:
-    """lm-eval task -> the hub data set it reads (checked against lm-eval's own task configs)."""
+    """lm-eval task -> the hub data set it reads (checked against lm-eval's own task configs).
+    Read once per process (the DAG asks once per evaluation job); callers must not modify it."""
     return yaml.safe_load((FIXTURES / "harness.yaml").read_text())["tasks"]
 
 

@@ -151,9 +151,16 @@ def tune_params(wildcards):
     return tune_arguments(GRID, wildcards.run)
 
 
+# (kind, job) -> resources: computed once per job, not once per resource
+_RESOURCES = {}
+
+
 def tune_resource(name, default=None):
     def get(wildcards):
-        return tune_resources(GRID, wildcards.run).get(name, default)
+        key = ("tune", wildcards.run)
+        if key not in _RESOURCES:
+            _RESOURCES[key] = tune_resources(GRID, wildcards.run)
+        return _RESOURCES[key].get(name, default)
 
     return get
 
@@ -164,7 +171,10 @@ def eval_job(wildcards):
 
 def eval_resource(name):
     def get(wildcards):
-        return eval_resources(GRID, wildcards.model).get(name)
+        key = ("eval", wildcards.model)
+        if key not in _RESOURCES:
+            _RESOURCES[key] = eval_resources(GRID, wildcards.model)
+        return _RESOURCES[key].get(name)
 
     return get
 
@@ -217,6 +227,8 @@ def eval_params(wildcards):
         # the seed of evaluation subsamples and per-item in-context examples
         "seed": config["seed"],
         **config["evaluation"],
+        # a composed config (itlab.compose): the evaluating study's own settings
+        **config["evaluation_by_study"].get(job.study, {}),
         **({"metrics": metrics} if metrics else {}),
     }
 

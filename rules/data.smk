@@ -36,7 +36,9 @@ rule download_task:
         f"{ENVS}/data.yaml"
     params:
         spec=lambda wildcards: config["data"]["hub_tasks"][wildcards.task],
-        max_items=config["evaluation"]["max_items_per_task"],
+        max_items=lambda wildcards: config["data"]["hub_tasks"][wildcards.task].get(
+            "max_items", config["evaluation"]["max_items_per_task"]
+        ),
         folder=lambda wildcards: hub.task_dataset_dir(config, wildcards.task),
         standin=config["mirror"]["standin"],
         seed=config["seed"],

@@ -1,0 +1,77 @@
+"""The compute plan (itlab.plan): GPU-hours of a tuning job by hand, and per-job resources
+equal to what the rules request in a dry-run."""
+
+import re
+
+import pytest
+import yaml
+
+from conftest import ROOT, snakemake
+from itlab import plan
+from itlab.config import validate
+
+
+def _cfg(name):
+    return validate(yaml.safe_load((ROOT / f"experiments/{name}.yaml").read_text()), ROOT)
+
+
+def test_gpu_hours_of_one_tuning_job_match_a_hand_computation():
+    jobs = {j.name: j for j in plan.plan_jobs(_cfg("scaling")) if j.rule == "tune_model"}
+    # study E, Llama-2-7B full fine-tune on 1,000 gsm8k examples, 3 epochs, 512 tokens an
+    # example (plan.tokens_per_example < max_seq_len 4096): 6 N FLOPs a token, A100 312 TFLOP/s at MFU 0.4
+    tokens = 1000 * 3 * 512
+    hours = 6 * 7e9 * tokens / (312e12 * 0.4) / 3600
+    assert jobs["llama2-7b__sub-gsm8k-n1000__full__seed-1"].gpu_hours == pytest.approx(hours, rel=1e-9)
+    assert hours == pytest.approx(0.14359, rel=1e-4)
+    # study A, QLoRA: no weight gradients for the frozen base (4 N a token); the mixture's total 20,000, 1 epoch
+    qlora = {j.name: j for j in plan.plan_jobs(_cfg("inherent-limits")) if j.rule == "tune_model"}
+    hours = 4 * 7e9 * 20000 * 512 / (312e12 * 0.4) / 3600
+    assert qlora["llama2-7b__mix-flan__qlora__seed-42"].gpu_hours == pytest.approx(hours, rel=1e-9)
+
+
+def test_plan_peak_table_is_the_one_mfu_is_logged_with():
+    from itlab.train.loop import PEAK_TFLOPS
+
+    cfg = _cfg("scaling")
+    for name, peak in PEAK_TFLOPS.items():
+        assert cfg["plan"]["gpu_models"][name.lower()]["peak_tflops"] == peak
+
+
+def test_plan_command_prints_the_largest_job_and_totals(capsys):
+    assert plan.main(["--configfile", "experiments/scaling.yaml", "--jobs", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "largest job: tune_model llama2-70b" in out or "largest job: tune_model llama3-70b" in out
+    assert re.search(r"^tune_model\s+scaling\s+gpu\s+204\s", out, re.M)
+
+
+@pytest.mark.slow
+def test_plan_resources_equal_what_the_rules_request(tmp_path):
+    """Every tuning and evaluation job: GPUs, memory and runtime as the dry-run's resources."""
+    res = snakemake("-n", "--cores", "1", "--configfile", "experiments/scaling.yaml", "--config", f"results_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    requested = {}
+    for block in re.split(r"\n\[[^\]]+\]\n", res.stdout):
+        m = re.match(r"\s*rule (tune_model|evaluate_model):", block)
+        if m:
+            wc = re.search(r"wildcards: (?:run|model)=(\S+)", block).group(1)
+            r = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)$", block, re.M).group(1).split(", "))
+            requested[(m.group(1), wc)] = r
+    cfg = _cfg("scaling")
+    cfg["results_dir"] = str(tmp_path)
+    jobs = [j for j in plan.plan_jobs(cfg) if j.rule in ("tune_model", "evaluate_model")]
+    assert len(jobs) == len(requested) == 408
+    for j in jobs:
+        r = requested[(j.rule, j.name)]
+        gpus = int(r.get("gpu", 0)) or int(r.get("gres", "gpu:0").rsplit(":", 1)[-1]) * int(r.get("nodes", 1))
+        assert (j.gpus, j.mem_mb, j.runtime_min) == (gpus, int(r["mem_mb"]), int(r["runtime"])), j.name
+        assert j.nodes == int(r.get("nodes", 1)), j.name
+
+
+def test_plan_of_the_union_covers_every_study_and_sums_its_parts():
+    """The union's tuning GPU-hours per study equal each study's own config's (same runs, same resources)."""
+    union = plan.plan_jobs(_cfg("all-studies"))
+    studies = {j.study for j in union}
+    assert {"inherent_limits", "scaling", "diversity", "teachers", "behavior_shift"} <= studies
+    for name, study in [("inherent-limits", "inherent_limits"), ("scaling", "scaling"), ("teachers", "teachers")]:
+        own = sum(j.gpu_hours for j in plan.plan_jobs(_cfg(name)) if j.rule == "tune_model")
+        assert sum(j.gpu_hours for j in union if j.rule == "tune_model" and j.study == study) == pytest.approx(own, rel=1e-12)
