@@ -1,5 +1,9 @@
 # Tuning: one job per run of the grid, whatever the study. DeepSpeed under torchrun
 # (srun + torchrun across nodes), resumable, exported atomically; DONE.json marks success.
+# The run folder holds only the declared outputs. Training logs (metrics.jsonl, tensorboard/,
+# the launcher's arguments file and lock) go to the job's log folder; checkpoints to
+# results_dir/checkpoints/ or scratch_dir (itlab.grid.checkpoint_folder), never an output:
+# Snakemake deletes the outputs of a failed job, and a failed job resumes from them.
 
 
 rule tune_model:
@@ -9,7 +13,8 @@ rule tune_model:
         done=f"{R}/tuned/{{run}}/DONE.json",
         model=directory(f"{R}/tuned/{{run}}/model"),
     log:
-        f"{R}/logs/tune_model/{{run}}.log",
+        log=f"{R}/logs/tune_model/{{run}}.log",
+        metrics=f"{R}/logs/tune_model/{{run}}/metrics.jsonl",
     benchmark:
         f"{R}/benchmarks/tune_model/{{run}}.tsv"
     conda:

@@ -454,7 +454,7 @@ def test_signal_before_any_checkpoint_saves_at_that_step_and_resumes(long_refere
 def test_model_folder_is_swapped_in_with_no_window(tmp_path, monkeypatch):
     """The exported model replaces the old one in one exchange: no moment without model/
     (the old code renamed the old folder away first, then the new one in)."""
-    from itlab.train.loop import swap_in
+    from itlab.io import swap_in
 
     model, new = tmp_path / "model", tmp_path / ".model.new"
     model.mkdir()
