@@ -36,8 +36,8 @@ rule init_model:
         "../scripts/init_model.py"
 
 
-# Training logs go to the job's log folder, checkpoints to results_dir/checkpoints/base/ (or
-# scratch_dir): not outputs, so a failed job resumes (see rules/tune.smk).
+# Training logs go to logs/pretrain_model/<base>/, checkpoints to results_dir/checkpoints/base/
+# (or scratch_dir): neither declared, so a failed job resumes (see rules/tune.smk).
 rule pretrain_model:
     input:
         unpack(pretrain_inputs),
@@ -45,8 +45,7 @@ rule pretrain_model:
         done=f"{R}/base/{{base}}/DONE.json",
         model=directory(f"{R}/base/{{base}}/model"),
     log:
-        log=f"{R}/logs/pretrain_model/{{base}}.log",
-        metrics=f"{R}/logs/pretrain_model/{{base}}/metrics.jsonl",
+        f"{R}/logs/pretrain_model/{{base}}.log",
     benchmark:
         f"{R}/benchmarks/pretrain_model/{{base}}.tsv"
     conda:

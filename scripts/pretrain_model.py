@@ -15,7 +15,7 @@ with logged(snakemake):  # noqa: F821
     smk = snakemake  # noqa: F821
     # where it checkpoints and logs is not part of the result: not in params (no rerun)
     where = {"checkpoint_dir": checkpoint_folder(smk.config, smk.wildcards.base, "base"),
-             "log_dir": str(Path(smk.log.metrics).parent)}
+             "log_dir": str(Path(smk.log[0]).with_suffix(""))}  # logs/pretrain_model/<base>/
     args = TrainArguments.from_dict({**smk.params.args, **where})
     if args.max_tokens == 0:  # budget 0: the randomly initialised model is the base model
         finish_without_training(args)

@@ -16,7 +16,7 @@ with logged(snakemake):  # noqa: F821
     # checkpointing settings come from the config, not from params (no rerun when they change)
     checkpointing = tune_checkpointing(Grid(snakemake.config), snakemake.wildcards.run)  # noqa: F821
     # training logs (metrics.jsonl, tensorboard/, arguments file, lock) in the job's log folder
-    logs = str(Path(snakemake.log.metrics).parent)  # noqa: F821
+    logs = str(Path(snakemake.log[0]).with_suffix(""))  # noqa: F821  logs/tune_model/<run>/
     args = TrainArguments.from_dict({**snakemake.params.args, **checkpointing, "log_dir": logs})  # noqa: F821
     code = launch(args, log=sys.stdout, **snakemake.params.launch)  # noqa: F821
     if code and requeue_after_warning(code, log=sys.stdout):
