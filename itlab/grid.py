@@ -373,9 +373,17 @@ def tune_arguments(grid: Grid, run_id: str) -> dict:
         lora = recipe["lora"]
         args.update(lora_r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                     lora_target_modules=lora["target_modules"], quantize_4bit=lora["quantize_4bit"])
-    if cfg.get("scratch_dir"):
-        args["checkpoint_dir"] = scratch_checkpoint_dir(cfg, run_id)
     return args
+
+
+def checkpoint_folder(cfg: dict, name: str, kind: str = "tuned") -> str:
+    """Where a training job keeps its checkpoints: ``<scratch_dir>/...`` when set, else
+    ``<results_dir>/checkpoints/<kind>/<name>``. Never a declared output (Snakemake deletes
+    those when a job fails, and a failed job resumes from here); deleted once the model is
+    exported. ``kind``: tuned (a tuning run) or base (a pretrained base model)."""
+    if cfg.get("scratch_dir"):
+        return scratch_checkpoint_dir(cfg, name if kind == "tuned" else f"{kind}/{name}")
+    return f"{cfg['results_dir']}/checkpoints/{kind}/{name}"
 
 
 def scratch_checkpoint_dir(cfg: dict, run_id: str) -> str:
@@ -416,10 +424,11 @@ def checkpoint_mb(grid: Grid, run_id: str) -> int:
 
 
 def tune_checkpointing(grid: Grid, run_id: str) -> dict:
-    """How often a tuning run checkpoints and how many it keeps: read by the job itself, not a
-    rule param, so changing them neither reruns a finished job nor deletes its DONE.json."""
+    """How often a tuning run checkpoints, how many it keeps and where: read by the job itself,
+    not a rule param, so changing them neither reruns a finished job nor deletes its DONE.json."""
     recipe = grid.cfg["recipes"][grid.runs[run_id].recipe]
-    return {"checkpoint_every": recipe["checkpoint_every"], "keep_checkpoints": recipe["keep_checkpoints"]}
+    return {"checkpoint_every": recipe["checkpoint_every"], "keep_checkpoints": recipe["keep_checkpoints"],
+            "checkpoint_dir": checkpoint_folder(grid.cfg, run_id)}
 
 
 def tune_launch(grid: Grid, run_id: str) -> dict:

@@ -106,28 +106,10 @@ def provenance(manifest: dict) -> dict:
 
 
 def _atomic_dir(dest: Path):
-    import contextlib
-    import shutil
-    import tempfile
+    """A mirror entry is built in a sibling folder and swapped in whole (itlab.io.swap_in)."""
+    from itlab.io import atomic_path
 
-    @contextlib.contextmanager
-    def cm():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial.", dir=dest.parent))
-        try:
-            yield tmp
-            if dest.exists():  # replaced only once the new entry is complete
-                old = dest.with_name(f".{dest.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                dest.rename(old)
-                tmp.rename(dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    return cm()
+    return atomic_path(dest, directory=True, prefix="partial.")
 
 
 def _hub_error(key: str, what: str, err: Exception) -> HubError:

@@ -1,5 +1,6 @@
 """Atomic outputs: write to a temporary sibling, then rename, so a killed job never leaves
-a file (or folder) that looks finished."""
+a file (or folder) that looks finished. Folders are swapped in with no window (``swap_in``):
+the one folder swap of the package (exported models, built models, the hub mirror)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,94 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
+RENAME_EXCHANGE = 2  # linux/fs.h
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path, directory: bool = False):
-    """Yield a temporary path next to ``path``; on success move it into place."""
+
+def fsync_tree(path: str | Path) -> None:
+    """fsync every file under ``path`` (or the file itself), then the folders that name them."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) if directory else \
-        Path(tempfile.mktemp(prefix=f".{path.name}.", dir=path.parent))
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for d in {f.parent for f in files} | ({path} if path.is_dir() else set()) | {path.parent}:
+        _fsync_dir(d)
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        yield tmp
-        if directory and path.exists():
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` and fsync it (a marker that must not outlive a crash half-written)."""
+    with open(path, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        return False
+    AT_FDCWD = -100
+    return libc.renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0
+
+
+def swap_in(new: str | Path, path: str | Path, sync: bool = True) -> None:
+    """Put folder ``new`` at ``path`` with no moment where ``path`` is missing or partial:
+    ``new`` is fsynced (``sync``), then swapped with the old folder in one step (Linux
+    renameat2 with RENAME_EXCHANGE), the parent fsynced, and the old folder, now at ``new``,
+    removed. Without an old folder, or where the file system cannot exchange, a plain rename
+    (with an old folder: renamed away first, the shortest window a rename pair allows)."""
+    new, path = Path(new), Path(path)
+    if sync:
+        fsync_tree(new)
+    exchanged = path.exists() and _exchange(new, path)
+    if not exchanged:
+        if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             path.rename(old)
-            tmp.rename(path)
+            new.rename(path)
             shutil.rmtree(old, ignore_errors=True)
+        else:
+            new.rename(path)
+    if sync:
+        _fsync_dir(path.parent)
+    if exchanged:
+        shutil.rmtree(new, ignore_errors=True)  # the old folder, swapped out
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, directory: bool = False, prefix: str = "", sync: bool = True):
+    """Yield a temporary path next to ``path`` (named ``.<name>.<prefix>...``); on success move
+    it into place: a file by rename, a folder by ``swap_in`` (fsynced when ``sync``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = f".{path.name}.{prefix}"
+    tmp = Path(tempfile.mkdtemp(prefix=stem, dir=path.parent)) if directory else \
+        Path(tempfile.mktemp(prefix=stem, dir=path.parent))
+    try:
+        yield tmp
+        if directory:
+            swap_in(tmp, path, sync=sync)
         else:
             os.replace(tmp, path)
     finally:

@@ -39,6 +39,9 @@ rule analyze_inherent_limits:
             caption="../report/inherent_limits.rst",
             category="Study A: inherent limits",
         ),
+        pairs=f"{R}/studies/inherent_limits/pairs.tsv",
+        tuning_effect=f"{R}/studies/inherent_limits/tuning_effect.tsv",
+        mixed_model=f"{R}/studies/inherent_limits/mixed_model.json",
     log:
         f"{R}/logs/analyze_inherent_limits.log",
     conda:

@@ -133,7 +133,7 @@ def mixture_inputs(wildcards):
 
 def pretrain_inputs(wildcards):
     return {
-        "tokenizer": f"{R}/tokenizer/tokenizer.json",
+        "init": f"{R}/base/{wildcards.base}/init",
         "corpus": f"{R}/data/corpus/train.txt",
         "heldout": f"{R}/data/corpus/validation.txt",
     }

@@ -6,7 +6,7 @@ rule train_tokenizer:
     input:
         corpus=f"{R}/data/corpus/train.txt",
     output:
-        f"{R}/tokenizer/tokenizer.json",
+        folder=directory(f"{R}/tokenizer"),
     log:
         f"{R}/logs/train_tokenizer.log",
     conda:
@@ -17,6 +17,27 @@ rule train_tokenizer:
         "../scripts/train_tokenizer.py"
 
 
+rule init_model:
+    input:
+        tokenizer=f"{R}/tokenizer",
+    output:
+        init=directory(f"{R}/base/{{base}}/init"),
+    log:
+        f"{R}/logs/init_model/{{base}}.log",
+    conda:
+        f"{ENVS}/train.yaml"
+    params:
+        architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
+        model=lambda wildcards: config["sizes"][GRID.base_models[wildcards.base].size][
+            "model"
+        ],
+        seed=config["seed"],
+    script:
+        "../scripts/init_model.py"
+
+
+# Training logs go to logs/pretrain_model/<base>/, checkpoints to results_dir/checkpoints/base/
+# (or scratch_dir): neither declared, so a failed job resumes (see rules/tune.smk).
 rule pretrain_model:
     input:
         unpack(pretrain_inputs),
@@ -35,11 +56,6 @@ rule pretrain_model:
         runtime=config["resources"]["pretrain"].get("runtime", 60),
     params:
         args=lambda wildcards: pretrain_arguments(GRID, wildcards.base),
-        architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
-        model=lambda wildcards: config["sizes"][GRID.base_models[wildcards.base].size][
-            "model"
-        ],
-        seed=config["seed"],
     script:
         "../scripts/pretrain_model.py"
 

@@ -4,8 +4,6 @@ models, the tuned-vs-base effect table, figure and summary of study A."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
-from pathlib import Path  # noqa: E402
-
 import pandas as pd  # noqa: E402
 
 from itlab.analysis import inherent_limits as study  # noqa: E402
@@ -20,10 +18,10 @@ with logged(snakemake):  # noqa: F821
     corr_adj = study.correlations(pairs, s["bootstrap"], seed, adjusted=True)
     mixed, mixed_adj = study.mixed_model(pairs), study.mixed_model(pairs, adjusted=True)
     effect = study.tuning_effect(pairs, s["bootstrap"], seed)
-    out = Path(snakemake.output.summary).parent  # noqa: F821
-    write_table(out / "pairs.tsv", pairs)
-    write_table(out / "tuning_effect.tsv", effect)
-    write_json(out / "mixed_model.json", {"raw": mixed, "chance_adjusted": mixed_adj})
+    out = snakemake.output  # noqa: F821
+    write_table(out.pairs, pairs)
+    write_table(out.tuning_effect, effect)
+    write_json(out.mixed_model, {"raw": mixed, "chance_adjusted": mixed_adj})
     study.scatter(pairs, snakemake.output.figure)  # noqa: F821
     write_table(snakemake.output.correlations, pd.concat([corr, corr_adj], ignore_index=True))  # noqa: F821
     text = study.summary(pairs, corr, mixed, table, corr_adj, mixed_adj, effect)

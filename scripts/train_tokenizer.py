@@ -12,7 +12,7 @@ from itlab.scripting import logged  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     docs = Path(snakemake.input.corpus).read_text().split(DOC_SEPARATOR)  # noqa: F821
-    out = Path(snakemake.output[0]).parent  # noqa: F821
+    out = Path(snakemake.output.folder)  # noqa: F821
     with atomic_path(out, directory=True) as tmp:
         tok = train_tokenizer(docs, snakemake.params.vocab_size, tmp)  # noqa: F821
     print(f"vocabulary of {len(tok)} tokens")

@@ -53,13 +53,19 @@ def _our_jobs(rule: str) -> list[str]:
     return [line.split("|")[0] for line in out.splitlines() if rule in line and "RUNNING" in line]
 
 
+def _train_logs(run_dir: Path) -> Path:
+    """The tuning job's training logs (metrics.jsonl, tensorboard/): logs/tune_model/<run>/."""
+    return run_dir.parents[1] / "logs" / "tune_model" / run_dir.name
+
+
 def _metrics_steps(run_dir: Path) -> int:
-    f = run_dir / "metrics.jsonl"
+    f = _train_logs(run_dir) / "metrics.jsonl"
     return len(f.read_text().splitlines()) if f.exists() else 0
 
 
 def _checkpoints(run_dir: Path) -> list[str]:
-    ck = run_dir / "checkpoints"
+    """Complete checkpoints of a run: results_dir/checkpoints/tuned/<run>/ (not an output)."""
+    ck = run_dir.parents[1] / "checkpoints" / "tuned" / run_dir.name
     return sorted(p.name for p in ck.glob("step-*") if (p / "COMPLETE").exists()) if ck.is_dir() else []
 
 
@@ -157,7 +163,7 @@ def test_two_node_tuning_run_warned_requeues_itself_resumes_and_exports(tmp_path
     done = json.loads((run_dir / "DONE.json").read_text())
     assert done["world_size"] == 2 and done["steps"] == 150
     assert (run_dir / "model" / "model.safetensors").exists()
-    steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(l)["step"] for l in (_train_logs(run_dir) / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 151))  # every step once: the requeued job resumed, never re-ran
     job = subprocess.run(["scontrol", "show", "job", warned[0]], capture_output=True, text=True).stdout
     assert "Restarts=1" in job and "NumNodes=2" in job, job

@@ -454,7 +454,7 @@ def test_signal_before_any_checkpoint_saves_at_that_step_and_resumes(long_refere
 def test_model_folder_is_swapped_in_with_no_window(tmp_path, monkeypatch):
     """The exported model replaces the old one in one exchange: no moment without model/
     (the old code renamed the old folder away first, then the new one in)."""
-    from itlab.train.loop import swap_in
+    from itlab.io import swap_in
 
     model, new = tmp_path / "model", tmp_path / ".model.new"
     model.mkdir()
@@ -528,19 +528,24 @@ def test_scratch_dir_holds_checkpoints_and_the_plan_shows_their_size(default_con
     import copy
 
     from itlab.config import validate
-    from itlab.grid import Grid, checkpoint_mb, tune_arguments, tune_resources
+    from itlab.grid import Grid, checkpoint_mb, tune_arguments, tune_checkpointing, tune_resources
 
     cfg = copy.deepcopy(default_config)
+    run = next(iter(Grid(validate(copy.deepcopy(cfg), ROOT)).runs))
+    # no scratch: beside the results, never inside the run folder (whose outputs a failed job loses)
+    ck = tune_checkpointing(Grid(validate(copy.deepcopy(cfg), ROOT)), run)["checkpoint_dir"]
+    assert ck == f"{cfg['results_dir']}/checkpoints/tuned/{run}"
     cfg["scratch_dir"] = "/scratch/me"
     grid = Grid(validate(cfg, ROOT))
-    run = next(iter(grid.runs))
-    ck = tune_arguments(grid, run)["checkpoint_dir"]
+    ck = tune_checkpointing(grid, run)["checkpoint_dir"]
     assert ck.startswith("/scratch/me/") and ck.endswith(f"/{run}/checkpoints")
-    # moving the checkpoints does not change what the run computes
+    # where the checkpoints live is not a rule param (moving them reruns nothing) ...
+    assert "checkpoint_dir" not in tune_arguments(grid, run)
+    # ... nor part of what the run computes
     known = {"train_data_sha256": "t", "eval_data_sha256": "e", "model_revision": "m"}  # no data files here
-    args = TrainArguments.from_dict({**tune_arguments(grid, run), **known})
+    args = TrainArguments.from_dict({**tune_arguments(grid, run), **tune_checkpointing(grid, run), **known})
     assert args.fingerprint() == TrainArguments.from_dict(
-        {**tune_arguments(grid, run), **known, "checkpoint_dir": ""}).fingerprint()
+        {**tune_arguments(grid, run), **known, "checkpoint_dir": "", "log_dir": "/elsewhere"}).fingerprint()
     assert tune_resources(grid, run)["checkpoint_mb"] == checkpoint_mb(grid, run) >= 1
     # a 70B bf16 full fine-tune keeping 2 checkpoints: 3 x 70e9 x 14 bytes
     cfg = copy.deepcopy(default_config)

@@ -81,6 +81,53 @@ def test_tiny_grid_runs_end_to_end(tiny_run):
     assert "Nothing to be done" in res.stdout + res.stderr
 
 
+def _declared_files(configfile) -> tuple[set[Path], set[Path]]:
+    """Every output, log and benchmark path of every job of the DAG (a forced dry run lists
+    them all), and the log folders: a log path without its suffix (logs/tune_model/<run>/)."""
+    res = snakemake("-n", "--forceall", "--cores", "1", "--configfile", str(configfile))
+    assert res.returncode == 0, res.stderr[-3000:]
+    declared, log_dirs = set(), set()
+    for m in re.finditer(r"^    (output|log|benchmark): (.+)$", res.stdout + res.stderr, re.M):
+        for f in m.group(2).split(", "):
+            path = (ROOT / re.sub(r" \(.*\)$", "", f.strip())).resolve()
+            declared.add(path)
+            if m.group(1) == "log":
+                log_dirs.add(path.with_suffix(""))
+    return declared, log_dirs
+
+
+def undeclared_files(root: Path, configfile) -> list[str]:
+    """Files under results_dir that no job declares (as an output, inside a directory()
+    output, as a log or benchmark), outside the jobs' log folders and the checkpoint folder
+    (results_dir/checkpoints, kept across failed jobs on purpose)."""
+    declared, log_dirs = _declared_files(configfile)
+    root = Path(root).resolve()
+    bad = []
+    for f in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+        if f in declared or any(d in declared or d in log_dirs for d in f.parents):
+            continue
+        if f.relative_to(root).parts[0] == "checkpoints":
+            continue
+        bad.append(str(f.relative_to(root)))
+    return bad
+
+
+@pytest.mark.slow
+def test_every_file_a_rule_writes_is_declared_or_in_its_log_folder(tiny_run):
+    """Pretraining, tuning, evaluation and study A's analysis leave nothing under results_dir
+    that Snakemake does not know of (it would never be cleaned, shown in --summary or in the
+    report), except training logs in the job's log folder; checkpoints, kept outside the run
+    folder so that a failed job resumes, are gone once the model is exported."""
+    tmp, _, path = tiny_run
+    root = tmp / "results"
+    assert undeclared_files(root, path) == []
+    run = "llama-s__mix-all__default__seed-1"
+    assert (root / "logs/tune_model" / run / "metrics.jsonl").exists()
+    assert list((root / "logs/tune_model" / run / "tensorboard").iterdir())
+    assert sorted(p.name for p in (root / "tuned" / run).iterdir()) == ["DONE.json", "model"]
+    assert not [p for p in (root / "checkpoints").rglob("*") if p.is_file()]
+
+
 @pytest.mark.slow
 def test_changing_k_reruns_evaluation_not_tuning(tiny_run, tmp_path):
     _, cfg, _ = tiny_run
@@ -203,6 +250,7 @@ def test_studies_e_and_b_run_end_to_end_in_one_config(tmp_path):
     cell = tmp_path / "results/data/markov/markov-I64-S4"
     train_rules = {json.loads(l)["rule"] for l in (cell / "train.jsonl").open()}
     assert len(train_rules) == 64 and not train_rules & {json.loads(l)["rule"] for l in (cell / "test.jsonl").open()}
+    assert undeclared_files(tmp_path / "results", path) == []  # studies E and B write only what they declare
 
 
 def test_lint_and_format():

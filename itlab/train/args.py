@@ -21,7 +21,7 @@ def _f(default, help: str):
 class TrainArguments:
     model_path: str = _f("", "Folder or hub id of the model to start from.")
     train_file: str = _f("", "JSONL of instruction records (sft) or a text file of documents (lm).")
-    output_dir: str = _f("", "Run folder: checkpoints/, model/, metrics.jsonl, DONE.json.")
+    output_dir: str = _f("", "Run folder: model/ and DONE.json (and, unless set apart, checkpoints/ and the logs).")
     objective: str = _f("sft", "sft: loss on response tokens only; lm: loss on every token (pretraining).")
     chat: bool = _f(True, "Format sft examples with the tokenizer's chat template.")
     eval_file: str = _f("", "lm objective: held-out documents whose loss is reported at the end.")
@@ -58,6 +58,8 @@ class TrainArguments:
     peak_tflops: float = _f(0.0, "Accelerator peak TFLOP/s for MFU (0: look up the GPU, none on CPU).")
     stop_after_steps: int = _f(0, "Testing aid: checkpoint and exit with code 3 after this many steps.")
     checkpoint_dir: str = _f("", "Checkpoint folder (on scratch storage); empty: <output_dir>/checkpoints.")
+    log_dir: str = _f("", "Folder of the run's logs: metrics.jsonl, tensorboard/, the launcher's arguments "
+                          "file and lock; empty: output_dir.")
 
     train_data_sha256: str = _f("", "Set by the launcher: sha256 of train_file (the fingerprint hashes content, "
                                     "not paths).")
@@ -69,7 +71,7 @@ class TrainArguments:
         """Hash of what defines the result: the settings, the content of the data files and the
         resolved revision of the starting model; not paths, nor how often it checkpoints or logs."""
         skip = {"output_dir", "log_every", "stop_after_steps", "checkpoint_every", "keep_checkpoints", "checkpoint_dir",
-                "model_path", "train_file", "eval_file", "train_data_sha256", "eval_data_sha256", "model_revision"}
+                "log_dir", "model_path", "train_file", "eval_file", "train_data_sha256", "eval_data_sha256", "model_revision"}
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         data.update(self.identity())
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

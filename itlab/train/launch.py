@@ -14,7 +14,7 @@ from pathlib import Path
 
 from itlab.io import atomic_path
 from itlab.train.args import TrainArguments
-from itlab.train.loop import EXIT_PREEMPTED, checkpoint_dir, complete_checkpoints, is_done
+from itlab.train.loop import EXIT_PREEMPTED, checkpoint_dir, complete_checkpoints, is_done, log_dir
 
 RDZV_PORT = 29400
 
@@ -128,9 +128,10 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
            shutdown_grace: int = 900) -> int:
     """Run to completion (or to a preemption checkpoint); return the exit code:
     ``EXIT_PREEMPTED`` when a signal stopped an unfinished run (it resumes when rerun)."""
-    out = Path(args.output_dir)
+    out, logs = Path(args.output_dir), log_dir(args)
     out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / ".lock", "w")
+    logs.mkdir(parents=True, exist_ok=True)
+    lock = open(logs / ".lock", "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -139,7 +140,9 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
     if is_done(out, args):
         print(f"[itlab] {out} is already complete; not training again", file=log or sys.stdout, flush=True)
         return 0
-    args_file = out / "train_args.json"
+    for stale in out.glob(".model.*"):  # an export killed half-way (the job is rerun)
+        shutil.rmtree(stale, ignore_errors=True)
+    args_file = logs / "train_args.json"
     args.save(args_file)
     root = str(Path(__file__).resolve().parents[2])  # the workers import itlab from this checkout
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))

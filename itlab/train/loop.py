@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from itlab.io import write_json
+from itlab.io import atomic_path, fsync_tree, write_json, write_synced
 from itlab.train.args import TrainArguments, deepspeed_config, lr_at
 
 EXIT_PREEMPTED = 3
@@ -33,6 +33,12 @@ def _request_stop(signum, frame):
 def checkpoint_dir(args: TrainArguments) -> Path:
     """Where a run's checkpoints live: ``checkpoint_dir`` (scratch storage) or <output_dir>/checkpoints."""
     return Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.output_dir) / "checkpoints"
+
+
+def log_dir(args: TrainArguments) -> Path:
+    """Where a run's logs live (metrics.jsonl, tensorboard/, arguments file, lock): ``log_dir``
+    (the rule's log folder in the workflow) or the run folder itself."""
+    return Path(args.log_dir) if args.log_dir else Path(args.output_dir)
 
 
 def complete_checkpoints(out: Path, fingerprint: str | None = None, ckdir: Path | None = None) -> list[Path]:
@@ -251,7 +257,7 @@ def run(args: TrainArguments) -> int:
         if rank == 0:
             print(f"[itlab] resumed from {ckpts[-1].name} at step {start}/{steps}", flush=True)
 
-    log = _Logger(out, rank, steps, start, train_flops_per_token(counts), world, cuda, args)
+    log = _Logger(log_dir(args), rank, steps, start, train_flops_per_token(counts), world, cuda, args)
     global_rows = args.global_batch_size
     stop_code = 0
     for step in range(start, steps):
@@ -323,8 +329,8 @@ def save_checkpoint(engine, out: Path, step: int, rank: int, keep: int, fingerpr
     if rank == 0:
         shutil.rmtree(ckdir / tag, ignore_errors=True)
         (ckdir / partial).rename(ckdir / tag)
-        _fsync_tree(ckdir / tag)  # durable before it is marked COMPLETE
-        _write_synced(ckdir / tag / "COMPLETE", fingerprint)
+        fsync_tree(ckdir / tag)  # durable before it is marked COMPLETE
+        write_synced(ckdir / tag / "COMPLETE", fingerprint)
         for old in complete_checkpoints(out, ckdir=ckdir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
@@ -359,10 +365,8 @@ def export(engine, tokenizer, args, out: Path, rank: int, metrics: dict) -> None
     """Gather the weights to rank 0 and write model/ (safetensors) and DONE.json atomically."""
     state = engine._zero3_consolidated_16bit_state_dict() if args.zero_stage == 3 else None
     if rank == 0:
-        import tempfile
-
-        tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=out))  # beside model/: same file system
-        try:
+        # model/ is built beside the old one (same file system), then swapped in with no window
+        with atomic_path(out / "model", directory=True) as tmp:
             if args.lora_r:
                 merged = merge_adapter(engine.module, args, tmp)
                 merged.save_pretrained(tmp, safe_serialization=True)
@@ -370,73 +374,10 @@ def export(engine, tokenizer, args, out: Path, rank: int, metrics: dict) -> None
                 engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
             args.save(tmp / "train_args.json")
-            swap_in(tmp, out / "model")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         write_json(out / "DONE.json", {"fingerprint": args.fingerprint(), **metrics})
-        _fsync_tree(out / "DONE.json")
+        fsync_tree(out / "DONE.json")
         shutil.rmtree(checkpoint_dir(args), ignore_errors=True)  # the exported model supersedes them
         print(f"[itlab] exported {out / 'model'} (final loss {metrics['final_loss']:.4f})", flush=True)
-
-
-def _fsync_tree(path: Path) -> None:
-    """fsync every file under ``path`` (or the file itself), then the folders that name them."""
-    path = Path(path)
-    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
-    for f in files:
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for d in {f.parent for f in files} | ({path} if path.is_dir() else set()) | {path.parent}:
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-RENAME_EXCHANGE = 2
-
-
-def swap_in(new: Path, path: Path) -> None:
-    """Put folder ``new`` at ``path`` with no moment where ``path`` is missing or partial:
-    ``new`` is fsynced, then swapped with the old folder in one step (Linux renameat2 with
-    RENAME_EXCHANGE), the parent fsynced, and the old folder, now at ``new``, removed.
-    Without an old folder, or where the file system cannot exchange, a plain rename."""
-    new, path = Path(new), Path(path)
-    _fsync_tree(new)
-    exchanged = False
-    if path.exists() and sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        AT_FDCWD = -100
-        exchanged = libc.renameat2(AT_FDCWD, os.fsencode(new), AT_FDCWD, os.fsencode(path), RENAME_EXCHANGE) == 0
-    if not exchanged:
-        if path.exists():  # no exchange here: the shortest window a rename pair allows
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            new.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            new.rename(path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if exchanged:
-        shutil.rmtree(new, ignore_errors=True)  # the old model, swapped out
 
 
 def merge_adapter(peft_model, args: TrainArguments, work: Path):
@@ -470,6 +411,7 @@ class _Logger:
             self.peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), 0.0)
         self.fh = self.tb = self.bar = None
         if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
             self.fh = open(out / "metrics.jsonl", "a")
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -480,7 +422,7 @@ class _Logger:
             if sys.stderr.isatty():
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=steps, initial=start, desc=out.name, unit="step")
+                self.bar = tqdm(total=steps, initial=start, desc=Path(args.output_dir).name, unit="step")
 
     def step(self, step, loss, lr, tokens, seconds):
         self.last_loss, self.tokens_seen = loss, self.tokens_seen + int(tokens)
