@@ -83,6 +83,17 @@ def test_stand_in_models_have_the_real_class_tokenizer_kind_and_special_tokens(s
             "def add(a, b): return a + b", hid
 
 
+def test_paper_grids_tune_base_checkpoints_without_a_chat_template(standin_models):
+    """Studies A, B and E tune base checkpoints, which ship no chat template (CodeQwen1.5-7B's
+    was removed from the base model's tokenizer_config.json; ChatML is its -Chat model's): a
+    stand-in with one would evaluate the base conditions through a template the real model lacks."""
+    from transformers import AutoTokenizer
+
+    for hid, folder in standin_models.items():
+        assert hub.model_table()[hid]["chat_template"] is None, hid
+        assert not AutoTokenizer.from_pretrained(folder).chat_template, hid
+
+
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_templates_fit_the_stand_in_schemas(name, tmp_path):
     """Every hub task of a paper config against its data set's schema (the same check the
