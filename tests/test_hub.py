@@ -373,3 +373,30 @@ def test_stand_in_assets_are_reused_and_a_failed_fetch_names_the_key(tmp_path, m
     assert not (tmp_path / "real/assets/code_eval").exists()  # nothing half-written
     with pytest.raises(hub.HubError, match="holds a stand-in"):  # a real run never reads a stand-in
         hub.use_assets({"code_eval": first["code_eval"]}, standin=False)
+
+
+def test_qlora_stand_ins_run_in_4_bit_on_cpu(tmp_path):
+    """Study A tunes every base in 4 bit (QLoRA, quantize_4bit): each of its stand-ins loads
+    through bitsandbytes and runs forward in training and eval mode on CPU (the CPU kernel's
+    eval path packs weights in 32-row blocks: a 8-wide key projection failed there)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    cfg = _paper("inherent-limits")
+    qlora = {hid for r in cfg["recipes"].values() if r.get("lora", {}).get("quantize_4bit") for hid in
+             [e["id"] for e in hub.mirror_models(cfg).values()]}
+    ids = sorted(qlora | {"meta-llama/Llama-2-13b-hf"})
+    assert {"meta-llama/Llama-2-70b-hf", "mistralai/Mistral-7B-v0.1"} <= set(ids)
+    for hid in ids:
+        folder = hub.model_path(str(tmp_path), hid)
+        hub.standin_model(hid, folder)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.float32))
+        assert "Linear4bit" in str(model), hid
+        ids_ = torch.tensor([[1, 5, 9, 12]])
+        model.train()
+        assert torch.isfinite(model(ids_).logits).all(), hid
+        model.eval()
+        with torch.no_grad():
+            assert torch.isfinite(model(ids_).logits).all(), hid
