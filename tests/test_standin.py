@@ -79,7 +79,8 @@ def test_standin_inherent_limits(tmp_path, paper_rules):
     assert {"flan", "samplegen", "corrupted", "no-nli"} <= set(table.mixture.dropna())
     assert {"llama2-7b", "llama2-70b", "mistral-7b"} <= set(table.base_model)
     args = json.loads((root / "tuned/llama2-70b__mix-no-nli__qlora__seed-42/model/train_args.json").read_text())
-    assert args["lora_r"] == 4 and args["zero_stage"] == 2
+    assert args["lora_r"] == 4 and args["zero_stage"] == 2 and args["quantize_4bit"]  # QLoRA in 4 bit, 2 processes
+    assert "Linear4bit" in (root / "logs/tune_model/llama2-70b__mix-no-nli__qlora__seed-42.log").read_text()
     assert args["model_revision"].startswith("meta-llama/Llama-2-70b-hf@standin-")  # id@commit:content hash
     assert (root / "studies/inherent_limits/summary.md").exists()
 
