@@ -7,6 +7,7 @@ Layout (``<key>`` is the hub id with ``/`` -> ``--``, plus ``--<subset>`` for da
     <mirror>/models/<key>/MANIFEST.json
     <mirror>/datasets/<key>/     DatasetDict.save_to_disk of the data set (one folder per split)
     <mirror>/datasets/<key>/MANIFEST.json
+    <mirror>/assets/<name>/      what lm-eval harness tasks load at run time (code_eval, punkt_tab)
 
 A manifest records the requested and resolved revision, whether the entry is a stand-in,
 and the SHA-256 of every file plus one content hash over them; tuning and evaluation copy it
