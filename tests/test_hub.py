@@ -316,8 +316,9 @@ test = "assert add(2, 3) == 5"
 good = pass_at_k(references=[test], predictions=[["def add(a, b):\\n    return a + b"]], k=[1])
 half = pass_at_k(references=[test, test], predictions=[["def add(a, b):\\n    return a * b"],
                                                       ["def add(a, b):\\n    return b + a"]], k=[1])
+nul = pass_at_k(references=[test], predictions=[["def add(a, b):\\x00"]], k=[1])  # model output with a NUL byte
 from lm_eval.tasks.ifeval import instructions_util  # downloads punkt_tab unless NLTK_DATA has it
-print(json.dumps([good["pass@1"], half["pass@1"], instructions_util.count_sentences("One here. Two there? Three!"),
+print(json.dumps([good["pass@1"], half["pass@1"] + nul["pass@1"], instructions_util.count_sentences("One here. Two there? Three!"),
                   instructions_util.nltk.word_tokenize("Add a and b. Return it.")]))
 """
 
