@@ -7,6 +7,7 @@ Layout (``<key>`` is the hub id with ``/`` -> ``--``, plus ``--<subset>`` for da
     <mirror>/models/<key>/MANIFEST.json
     <mirror>/datasets/<key>/     DatasetDict.save_to_disk of the data set (one folder per split)
     <mirror>/datasets/<key>/MANIFEST.json
+    <mirror>/assets/<name>/      what lm-eval harness tasks load at run time (code_eval, punkt_tab)
 
 A manifest records the requested and resolved revision, whether the entry is a stand-in,
 and the SHA-256 of every file plus one content hash over them; tuning and evaluation copy it
@@ -220,7 +221,11 @@ GENERATOR_VERSION = 3  # bump when the stand-in generators change: stand-ins are
 def standin_version(kind: str, hub_id: str, *args) -> str:
     """The 'commit' of a stand-in: a hash of its fixture (or table entry) and generator, so
     that a changed fixture rebuilds the entry and a reused one is the same."""
-    spec = model_table().get(hub_id) if kind == "model" else dataset_fixture(hub_id)
+    if kind == "asset":  # hub_id: the asset name; the stand-in's source file, if any
+        src = FIXTURES / "assets" / f"{hub_id}.py"
+        spec = hashlib.sha256(src.read_bytes()).hexdigest() if src.exists() else None
+    else:
+        spec = model_table().get(hub_id) if kind == "model" else dataset_fixture(hub_id)
     text = json.dumps([GENERATOR_VERSION, kind, hub_id, spec, *args], sort_keys=True, default=str)
     return "standin-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -509,6 +514,161 @@ def task_dataset_dir(cfg: dict, task: str) -> str:
 def harness_dataset_dir(cfg: dict, lm_eval_task: str) -> str | None:
     h = harness_table().get(lm_eval_task)
     return dataset_path(cfg["mirror"]["dir"], h["dataset"], h.get("subset")) if h else None
+
+
+# ---- harness assets: what lm-eval tasks load at run time besides their data set --------------
+# name -> where the real one comes from. lm-eval 0.4.13 builds humaneval(_plus)/mbpp with
+# ``evaluate.load("code_eval")`` (a script fetched from the hub into HF_MODULES_CACHE) and
+# ifeval's checkers with nltk's ``punkt_tab`` (nltk.download into NLTK_DATA): both would
+# reach the network on an offline compute node. Layout:
+#   <mirror>/assets/code_eval/modules/evaluate_modules/metrics/evaluate-metric--code_eval/<sha256>/code_eval.py
+#   <mirror>/assets/punkt_tab/nltk_data/tokenizers/punkt_tab/english/{collocations.tab, ...}
+ASSETS = {"code_eval": "evaluate-metric/code_eval", "punkt_tab": "nltk_data/punkt_tab"}
+
+
+def harness_assets(lm_eval_task: str | None) -> list[str]:
+    return list(harness_table().get(lm_eval_task, {}).get("assets", [])) if lm_eval_task else []
+
+
+def asset_path(mirror: str, name: str) -> str:
+    return f"{mirror}/assets/{name}"
+
+
+def mirror_assets(cfg: dict) -> dict[str, dict]:
+    """asset name -> {id, revision, key} of every asset an lm-eval harness task of the config loads."""
+    out: dict[str, dict] = {}
+    revisions = cfg["mirror"]["revisions"]
+    for name, spec in sorted(cfg["data"]["hub_tasks"].items()):
+        for a in harness_assets(spec.get("lm_eval_task")):
+            out.setdefault(a, {"id": ASSETS[a], "revision": revisions.get(ASSETS[a], "main"), "name": a,
+                               "key": f"data.hub_tasks.{name}.lm_eval_task"})
+    return out
+
+
+def harness_asset_dirs(cfg: dict, lm_eval_tasks) -> dict[str, str]:
+    """asset name -> its mirror folder, for the given lm-eval tasks."""
+    return {a: asset_path(cfg["mirror"]["dir"], a) for t in sorted(lm_eval_tasks) for a in harness_assets(t)}
+
+
+def use_assets(folders: dict[str, str], standin: bool | None = None) -> dict[str, str]:
+    """Point lm-eval's run-time loads at the mirrored assets (call before the tasks are built):
+    ``code_eval`` through HF_MODULES_CACHE (a private copy per job: evaluate writes into it)
+    with HF_EVALUATE_OFFLINE, ``punkt_tab`` through NLTK_DATA. Returns the variables set."""
+    import atexit
+    import shutil
+    import sys
+    import tempfile
+
+    env = {}
+    for name, folder in sorted(folders.items()):
+        read_manifest(folder, standin)
+        if name == "code_eval":
+            cache = tempfile.mkdtemp(prefix="itlab-hf-modules.")
+            atexit.register(shutil.rmtree, cache, True)
+            shutil.copytree(Path(folder) / "modules", cache, dirs_exist_ok=True)
+            env.update(HF_MODULES_CACHE=cache, HF_EVALUATE_OFFLINE="1")
+            if "evaluate.config" in sys.modules:  # imported already: its constants were read at import
+                sys.modules["evaluate.config"].HF_MODULES_CACHE = Path(cache)
+                sys.modules["evaluate.config"].HF_EVALUATE_OFFLINE = True
+        elif name == "punkt_tab":
+            data = str(Path(folder).resolve() / "nltk_data")
+            env["NLTK_DATA"] = os.pathsep.join([data] + [p for p in [os.environ.get("NLTK_DATA")] if p])
+            if "nltk.data" in sys.modules:
+                sys.modules["nltk.data"].path.insert(0, data)
+        else:
+            raise HubError(f"assets.{name}", f"unknown harness asset {name!r} (known: {', '.join(ASSETS)})")
+    os.environ.update(env)
+    return env
+
+
+def _fetch_code_eval(tmp: Path, revision: str, key: str) -> dict:
+    from evaluate.loading import evaluation_module_factory, init_dynamic_modules
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi().space_info(ASSETS["code_eval"], revision=revision, token=_token())
+        dyn = init_dynamic_modules(hf_modules_cache=str(tmp / "modules"))
+        evaluation_module_factory("code_eval", module_type="metric", revision=info.sha, dynamic_modules_path=dyn)
+    except Exception as err:  # noqa: BLE001
+        raise _hub_error(key, f"metric {ASSETS['code_eval']}@{revision}", err) from None
+    return {"commit": info.sha}
+
+
+def _fetch_punkt_tab(tmp: Path, key: str) -> dict:
+    import nltk
+
+    try:
+        pkg = nltk.downloader.Downloader().info("punkt_tab")
+        if not nltk.download("punkt_tab", download_dir=str(tmp / "nltk_data"), quiet=True, raise_on_error=True):
+            raise OSError("nltk.download returned False")
+    except Exception as err:  # noqa: BLE001
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HubError(key, f"fetching nltk data punkt_tab failed (no network?): {first}") from None
+    return {"commit": f"md5:{pkg.checksum}"}
+
+
+def _install_metric_script(script: Path, tmp: Path, hub_name: str) -> None:
+    """Install a metric script into an HF modules cache the way evaluate installs one fetched
+    from the hub, so that ``evaluate.load(<name>)`` finds it offline."""
+    from evaluate.loading import _create_importable_file, init_dynamic_modules
+
+    dyn = init_dynamic_modules(hf_modules_cache=str(tmp / "modules"))
+    _create_importable_file(local_path=str(script), local_imports=[], additional_files=[],
+                            dynamic_modules_path=dyn, module_namespace="metrics", name=hub_name,
+                            download_mode=None)
+
+
+def _standin_punkt_tab(tmp: Path, seed: int) -> None:
+    """A Punkt sentence model trained by nltk's own PunktTrainer on generated sentences and
+    written in the punkt_tab format (tokenizers/punkt_tab/english)."""
+    import random
+
+    from nltk.tabdata import TabEncoder
+    from nltk.tokenize.punkt import PunktTrainer
+
+    rng = random.Random(seed)
+    words = [w for w in STANDIN_TEXT if w.isalpha()]
+    text = " ".join(" ".join([rng.choice(words).capitalize()] + [rng.choice(words) for _ in range(rng.randint(3, 12))])
+                    + rng.choice([".", ".", "?", "!"]) for _ in range(2000))
+    trainer = PunktTrainer()
+    trainer.train(text, finalize=True)
+    params = trainer.get_params()
+    out = tmp / "nltk_data" / "tokenizers" / "punkt_tab" / "english"
+    out.mkdir(parents=True)
+    enc = TabEncoder()
+    (out / "collocations.tab").write_text(enc.tups2tab(params.collocations), newline="")
+    (out / "sent_starters.txt").write_text(enc.set2txt(params.sent_starters), newline="")
+    (out / "abbrev_types.txt").write_text(enc.set2txt(params.abbrev_types), newline="")
+    (out / "ortho_context.tab").write_text(enc.ivdict2tab(params.ortho_context), newline="")
+
+
+def ensure_asset(entry: dict, dest: str | Path, standin: bool, seed: int = 0) -> dict:
+    """Rule fetch_asset: one harness asset into the mirror, real (fetched from the hub / the
+    nltk index) or a stand-in (itlab's code_eval script, a Punkt model trained here); reused
+    when a complete fetch of the same kind is already there."""
+    import shutil
+
+    dest = Path(dest)
+    name = entry["name"]
+    if name not in ASSETS:
+        raise HubError(entry["key"], f"unknown harness asset {name!r} (known: {', '.join(ASSETS)})")
+    rec = _reusable(dest, entry["id"], entry["revision"], standin, ("asset", name, seed))
+    if rec is None:
+        with _atomic_dir(dest) as tmp:
+            if standin:
+                if name == "code_eval":
+                    _install_metric_script(FIXTURES / "assets" / "code_eval.py", tmp, ASSETS[name])
+                else:
+                    _standin_punkt_tab(tmp, seed)
+                info = {"revision": "standin", "commit": standin_version("asset", name, seed)}
+            else:
+                info = {"revision": entry["revision"], **(_fetch_code_eval(tmp, entry["revision"], entry["key"])
+                                                          if name == "code_eval" else _fetch_punkt_tab(tmp, entry["key"]))}
+            for junk in [*tmp.rglob("__pycache__"), *tmp.rglob("*.lock")]:  # the fetch process's, not content
+                shutil.rmtree(junk, ignore_errors=True) if junk.is_dir() else junk.unlink()
+            rec = _write_manifest(tmp, {"id": entry["id"], "kind": "asset", "name": name, "standin": standin, **info})
+        rec["fetched_now"] = True
+    return _publish(dest, rec)
 
 
 def check_mirrored_templates(cfg: dict) -> None:  # noqa: D401

@@ -44,6 +44,7 @@ MIRROR = config["mirror"]["dir"]
 # study C's reference model, generators, reward models, served judge and benchmarks too
 HUB_MODELS = {**teachers_hub.mirror_models(config), **hub.mirror_models(config)}
 HUB_DATASETS = {**teachers_hub.mirror_datasets(config), **hub.mirror_datasets(config)}
+HUB_ASSETS = hub.mirror_assets(config)  # what harness tasks load at run time
 try:  # templates against the schemas of data sets already mirrored: before any job
     hub.check_mirrored_templates(config)
 except hub.HubError as err:
@@ -57,9 +58,11 @@ def entry_pattern(entries):
 
 
 def mirror_manifests():
-    return [f"{MIRROR}/models/{k}/MANIFEST.json" for k in HUB_MODELS] + [
-        f"{MIRROR}/datasets/{k}/MANIFEST.json" for k in HUB_DATASETS
-    ]
+    return (
+        [f"{MIRROR}/models/{k}/MANIFEST.json" for k in HUB_MODELS]
+        + [f"{MIRROR}/datasets/{k}/MANIFEST.json" for k in HUB_DATASETS]
+        + [f"{MIRROR}/assets/{k}/MANIFEST.json" for k in HUB_ASSETS]
+    )
 
 
 def task_dataset_manifest(wildcards):
@@ -68,7 +71,9 @@ def task_dataset_manifest(wildcards):
 
 def harness_manifests(tasks):
     """Mirrored data sets of the lm-eval harness tasks among ``tasks``."""
-    dirs = {hub.harness_dataset_dir(config, lm_eval_task(t)) for t in tasks}
+    names = {lm_eval_task(t) for t in tasks}
+    dirs = {hub.harness_dataset_dir(config, n) for n in names}
+    dirs |= set(hub.harness_asset_dirs(config, names).values())  # code_eval, punkt_tab
     return sorted(f"{d}/MANIFEST.json" for d in dirs if d)
 
 

@@ -6,6 +6,7 @@
 localrules:
     fetch_model,
     fetch_dataset,
+    fetch_asset,
     fetch_all,
 
 
@@ -44,6 +45,24 @@ rule fetch_dataset:
         seed=config["seed"],
     script:
         "../scripts/fetch_dataset.py"
+
+
+rule fetch_asset:
+    output:
+        manifest=f"{MIRROR}/assets/{{asset}}/MANIFEST.json",
+    log:
+        f"{R}/logs/fetch_asset/{{asset}}.log",
+    wildcard_constraints:
+        asset=entry_pattern(HUB_ASSETS),
+    conda:
+        f"{ENVS}/eval.yaml"
+    params:
+        entry=lambda wildcards: HUB_ASSETS[wildcards.asset],
+        folder=lambda wildcards: f"{MIRROR}/assets/{wildcards.asset}",
+        standin=config["mirror"]["standin"],
+        seed=config["seed"],
+    script:
+        "../scripts/fetch_asset.py"
 
 
 rule fetch_all:

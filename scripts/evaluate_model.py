@@ -12,6 +12,9 @@ from itlab.scripting import logged  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     hub.offline()  # hub models and data sets come from the mirror only
+    # and what harness tasks load at run time (code_eval, punkt_tab)
+    hub.use_assets(hub.harness_asset_dirs(snakemake.config, snakemake.params.harness_data),  # noqa: F821
+                   snakemake.config["mirror"]["standin"])  # noqa: F821
     s = snakemake.params.spec  # noqa: F821
     torch.set_num_threads(snakemake.threads)  # noqa: F821
     scores = run(s["model_dir"], [tuple(i) for i in s["items"]], s["files"], s["k_shot"], s["batch_size"],

@@ -83,6 +83,17 @@ def test_stand_in_models_have_the_real_class_tokenizer_kind_and_special_tokens(s
             "def add(a, b): return a + b", hid
 
 
+def test_paper_grids_tune_base_checkpoints_without_a_chat_template(standin_models):
+    """Studies A, B and E tune base checkpoints, which ship no chat template (CodeQwen1.5-7B's
+    was removed from the base model's tokenizer_config.json; ChatML is its -Chat model's): a
+    stand-in with one would evaluate the base conditions through a template the real model lacks."""
+    from transformers import AutoTokenizer
+
+    for hid, folder in standin_models.items():
+        assert hub.model_table()[hid]["chat_template"] is None, hid
+        assert not AutoTokenizer.from_pretrained(folder).chat_template, hid
+
+
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_templates_fit_the_stand_in_schemas(name, tmp_path):
     """Every hub task of a paper config against its data set's schema (the same check the
@@ -281,3 +292,112 @@ def test_a_template_error_in_the_mirror_stops_the_dry_run(tmp_path):
     res = snakemake("-n", "--cores", "1", "--configfile", str(path))
     assert res.returncode != 0
     assert "itlab: error: data.hub_tasks.anli_r1.input_template: task anli_r1: column 'premis'" in res.stderr + res.stdout
+
+
+def _standin_assets(root):
+    out = {}
+    for name, hid in hub.ASSETS.items():
+        entry = {"id": hid, "revision": "main", "name": name, "key": f"assets.{name}"}
+        hub.ensure_asset(entry, hub.asset_path(str(root), name), standin=True)
+        out[name] = hub.asset_path(str(root), name)
+    return out
+
+
+HARNESS_OFFLINE = """
+import json, sys
+from itlab import hub
+if sys.argv[3] == "mirror":
+    hub.use_assets(json.loads(sys.argv[1]), standin=True)
+from lm_eval.tasks import TaskManager
+from itlab.evaluate import harness_spec
+spec = harness_spec(TaskManager(), "humaneval", sys.argv[2])  # lm-eval's utils.py: evaluate.load("code_eval")
+pass_at_k = spec["metric_list"][0]["metric"]
+test = "assert add(2, 3) == 5"
+good = pass_at_k(references=[test], predictions=[["def add(a, b):\\n    return a + b"]], k=[1])
+half = pass_at_k(references=[test, test], predictions=[["def add(a, b):\\n    return a * b"],
+                                                      ["def add(a, b):\\n    return b + a"]], k=[1])
+nul = pass_at_k(references=[test], predictions=[["def add(a, b):\\x00"]], k=[1])  # model output with a NUL byte
+from lm_eval.tasks.ifeval import instructions_util  # downloads punkt_tab unless NLTK_DATA has it
+print(json.dumps([good["pass@1"], half["pass@1"] + nul["pass@1"], instructions_util.count_sentences("One here. Two there? Three!"),
+                  instructions_util.nltk.word_tokenize("Add a and b. Return it.")]))
+"""
+
+
+def test_code_eval_and_punkt_tab_load_offline_from_the_mirror(tmp_path):
+    """lm-eval's HumanEval/MBPP load the code_eval metric script from the hub when the task is
+    built, and IFEval's checkers nltk's punkt_tab: offline, with no user caches, both come from
+    the mirror (stand-ins here), run lm-eval's own task code, and the code really executes."""
+    import os
+    import subprocess
+    import sys
+
+    folders = _standin_assets(tmp_path / "mirror")
+    he = hub.dataset_path(str(tmp_path / "mirror"), "openai/openai_humaneval")
+    hub.ensure_dataset({"id": "openai/openai_humaneval", "subset": None, "revision": "main", "key": "k",
+                        "tasks": {}}, he, standin=True, rows=4)
+    home = tmp_path / "home"  # no ~/.cache/huggingface, no ~/nltk_data
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "HF_ALLOW_CODE_EVAL": "1", "TMPDIR": str(tmp_path)}
+
+    def run(mode):
+        return subprocess.run([sys.executable, "-c", HARNESS_OFFLINE, json.dumps(folders), he, mode], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    res = run("mirror")
+    assert res.returncode == 0, res.stderr[-3000:]
+    good, half, sentences, words = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (good, half, sentences) == (1.0, 0.5, 3)
+    assert words == ["Add", "a", "and", "b", ".", "Return", "it", "."]
+    assert not list(home.rglob("*.py")) and not (home / "nltk_data").exists()  # no script or data fetched
+    without = run("none")  # the same job without the mirrored assets cannot build the task offline
+    assert without.returncode != 0 and "code_eval" in without.stderr
+
+
+def test_stand_in_assets_are_reused_and_a_failed_fetch_names_the_key(tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    first = _standin_assets(tmp_path / "m")
+    again = hub.ensure_asset({"id": hub.ASSETS["code_eval"], "revision": "main", "name": "code_eval",
+                              "key": "k"}, first["code_eval"], standin=True)
+    assert "fetched_now" not in again and again["standin"]
+
+    def offline(*a, **k):
+        raise errors.OfflineModeIsEnabled("offline")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "space_info", offline)
+    entry = {"id": hub.ASSETS["code_eval"], "revision": "main", "name": "code_eval",
+             "key": "data.hub_tasks.self_align.lm_eval_task"}
+    with pytest.raises(hub.HubError, match=r"^data\.hub_tasks\.self_align\.lm_eval_task: metric "
+                                           r"evaluate-metric/code_eval@main cannot be fetched: no network"):
+        hub.ensure_asset(entry, tmp_path / "real/assets/code_eval", standin=False)
+    assert not (tmp_path / "real/assets/code_eval").exists()  # nothing half-written
+    with pytest.raises(hub.HubError, match="holds a stand-in"):  # a real run never reads a stand-in
+        hub.use_assets({"code_eval": first["code_eval"]}, standin=False)
+
+
+def test_qlora_stand_ins_run_in_4_bit_on_cpu(tmp_path):
+    """Study A tunes every base in 4 bit (QLoRA, quantize_4bit): each of its stand-ins loads
+    through bitsandbytes and runs forward in training and eval mode on CPU (the CPU kernel's
+    eval path packs weights in 32-row blocks: a 8-wide key projection failed there)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    cfg = _paper("inherent-limits")
+    qlora = {hid for r in cfg["recipes"].values() if r.get("lora", {}).get("quantize_4bit") for hid in
+             [e["id"] for e in hub.mirror_models(cfg).values()]}
+    ids = sorted(qlora | {"meta-llama/Llama-2-13b-hf"})
+    assert {"meta-llama/Llama-2-70b-hf", "mistralai/Mistral-7B-v0.1"} <= set(ids)
+    for hid in ids:
+        folder = hub.model_path(str(tmp_path), hid)
+        hub.standin_model(hid, folder)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch.float32))
+        assert "Linear4bit" in str(model), hid
+        ids_ = torch.tensor([[1, 5, 9, 12]])
+        model.train()
+        assert torch.isfinite(model(ids_).logits).all(), hid
+        model.eval()
+        with torch.no_grad():
+            assert torch.isfinite(model(ids_).logits).all(), hid
