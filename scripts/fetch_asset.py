@@ -4,7 +4,7 @@ metric script, nltk's punkt_tab) into the mirror, fetched or a stand-in."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
-from itlab.hub import ensure_asset  # noqa: E402
+from itlab.hub_assets import ensure_asset  # noqa: E402
 from itlab.scripting import logged, one_line_errors  # noqa: E402
 
 with logged(snakemake), one_line_errors():  # noqa: F821

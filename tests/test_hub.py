@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, snakemake, write_config
-from itlab import hub
+from itlab import hub, hub_assets
 from itlab.config import validate
 
 PAPER = ["inherent-limits", "scaling", "diversity"]
@@ -298,7 +298,7 @@ def _standin_assets(root):
     out = {}
     for name, hid in hub.ASSETS.items():
         entry = {"id": hid, "revision": "main", "name": name, "key": f"assets.{name}"}
-        hub.ensure_asset(entry, hub.asset_path(str(root), name), standin=True)
+        hub_assets.ensure_asset(entry, hub.asset_path(str(root), name), standin=True)
         out[name] = hub.asset_path(str(root), name)
     return out
 
@@ -358,7 +358,7 @@ def test_stand_in_assets_are_reused_and_a_failed_fetch_names_the_key(tmp_path, m
     from huggingface_hub import errors
 
     first = _standin_assets(tmp_path / "m")
-    again = hub.ensure_asset({"id": hub.ASSETS["code_eval"], "revision": "main", "name": "code_eval",
+    again = hub_assets.ensure_asset({"id": hub.ASSETS["code_eval"], "revision": "main", "name": "code_eval",
                               "key": "k"}, first["code_eval"], standin=True)
     assert "fetched_now" not in again and again["standin"]
 
@@ -370,7 +370,7 @@ def test_stand_in_assets_are_reused_and_a_failed_fetch_names_the_key(tmp_path, m
              "key": "data.hub_tasks.self_align.lm_eval_task"}
     with pytest.raises(hub.HubError, match=r"^data\.hub_tasks\.self_align\.lm_eval_task: metric "
                                            r"evaluate-metric/code_eval@main cannot be fetched: no network"):
-        hub.ensure_asset(entry, tmp_path / "real/assets/code_eval", standin=False)
+        hub_assets.ensure_asset(entry, tmp_path / "real/assets/code_eval", standin=False)
     assert not (tmp_path / "real/assets/code_eval").exists()  # nothing half-written
     with pytest.raises(hub.HubError, match="holds a stand-in"):  # a real run never reads a stand-in
         hub.use_assets({"code_eval": first["code_eval"]}, standin=False)
