@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import os
 
+from itlab.grid import base_model_ids
 from itlab.hub import dataset_path, entry_key, model_path
-
-
-def base_model_ids(cfg: dict) -> set[str]:
-    return {f"{fam}-{size}" for fam, sizes in cfg["base_models"].items() for size in sizes}
 
 
 def is_hub_id(cfg: dict, name: str | None) -> bool:
