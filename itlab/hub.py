@@ -459,23 +459,33 @@ def harness_table() -> dict:
     return yaml.safe_load((FIXTURES / "harness.yaml").read_text())["tasks"]
 
 
+def model_entry(cfg: dict, hub_id: str, key: str, revision: str | None = None) -> dict:
+    """A mirror entry of a hub model: its pinned revision (the one given, else
+    ``mirror.revisions``, else main) and the config key that names it (for error messages)."""
+    return {"id": hub_id, "revision": revision or cfg["mirror"]["revisions"].get(hub_id, "main"), "key": key}
+
+
+def dataset_entry(cfg: dict, hub_id: str, subset: str | None, key: str, data_dir: str | None = None) -> dict:
+    """A mirror entry of a hub data set (one subset), its pinned revision and the config key that names it;
+    ``tasks`` collects the itlab tasks read from it (their templates are checked against its schema)."""
+    return {"id": hub_id, "subset": subset, "key": key, "tasks": {},
+            "revision": cfg["mirror"]["revisions"].get(hub_id, "main"), "data_dir": data_dir}
+
+
 def mirror_models(cfg: dict) -> dict[str, dict]:
     """entry key -> {id, revision, key (config key naming it)} of every hub base model used."""
     out = {}
-    revisions = cfg["mirror"]["revisions"]
     # study D's hub pairs (base and tuned) first: their pinned revisions are the ones fetched
     for name, pair in sorted(cfg.get("studies", {}).get("behavior_shift", {}).get("pairs", {}).items()):
         for side in ("base", "tuned"):
             hid = pair[side]["hub"]
-            rev = pair[side].get("revision") or revisions.get(hid, "main")
-            out.setdefault(entry_key(hid), {"id": hid, "revision": rev, "key": f"studies.behavior_shift.pairs.{name}.{side}"})
+            out.setdefault(entry_key(hid), model_entry(cfg, hid, f"studies.behavior_shift.pairs.{name}.{side}",
+                                                       pair[side].get("revision")))
     for fam, sizes in cfg["base_models"].items():
         hub = cfg["families"][fam].get("hub", {})
         for size in sizes:
             if size in hub:
-                hid = hub[size]
-                out.setdefault(entry_key(hid), {"id": hid, "revision": revisions.get(hid, "main"),
-                                                "key": f"families.{fam}.hub.{size}"})
+                out.setdefault(entry_key(hub[size]), model_entry(cfg, hub[size], f"families.{fam}.hub.{size}"))
     return out
 
 
@@ -483,7 +493,6 @@ def mirror_datasets(cfg: dict) -> dict[str, dict]:
     """entry key -> {id, subset, revision, key, tasks, data_dir} of every hub data set used,
     including the data sets of lm-eval harness tasks."""
     out: dict[str, dict] = {}
-    revisions = cfg["mirror"]["revisions"]
     harness = harness_table()
     for name, spec in sorted(cfg["data"]["hub_tasks"].items()):
         if "dataset" in spec:
@@ -493,16 +502,13 @@ def mirror_datasets(cfg: dict) -> dict[str, dict]:
             hid, subset, tkey = h["dataset"], h.get("subset"), f"data.hub_tasks.{name}.lm_eval_task"
         else:
             continue
-        e = out.setdefault(entry_key(hid, subset), {"id": hid, "subset": subset, "key": tkey, "tasks": {},
-                                                    "revision": revisions.get(hid, "main"),
-                                                    "data_dir": spec.get("data_dir")})
+        e = out.setdefault(entry_key(hid, subset), dataset_entry(cfg, hid, subset, tkey, spec.get("data_dir")))
         if "dataset" in spec:
             e["tasks"][name] = spec
         if spec.get("lm_eval_task") in harness and "dataset" in spec:  # also the harness task's data
             h = harness[spec["lm_eval_task"]]
             out.setdefault(entry_key(h["dataset"], h.get("subset")),
-                           {"id": h["dataset"], "subset": h.get("subset"), "key": f"data.hub_tasks.{name}.lm_eval_task",
-                            "tasks": {}, "revision": revisions.get(h["dataset"], "main"), "data_dir": None})
+                           dataset_entry(cfg, h["dataset"], h.get("subset"), f"data.hub_tasks.{name}.lm_eval_task"))
     return out
 
 
@@ -537,11 +543,9 @@ def asset_path(mirror: str, name: str) -> str:
 def mirror_assets(cfg: dict) -> dict[str, dict]:
     """asset name -> {id, revision, key} of every asset an lm-eval harness task of the config loads."""
     out: dict[str, dict] = {}
-    revisions = cfg["mirror"]["revisions"]
     for name, spec in sorted(cfg["data"]["hub_tasks"].items()):
         for a in harness_assets(spec.get("lm_eval_task")):
-            out.setdefault(a, {"id": ASSETS[a], "revision": revisions.get(ASSETS[a], "main"), "name": a,
-                               "key": f"data.hub_tasks.{name}.lm_eval_task"})
+            out.setdefault(a, {**model_entry(cfg, ASSETS[a], f"data.hub_tasks.{name}.lm_eval_task"), "name": a})
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from itlab.grid import base_model_ids
-from itlab.hub import dataset_path, entry_key, model_path
+from itlab.hub import dataset_entry, dataset_path, entry_key, model_entry, model_path
 
 
 def is_hub_id(cfg: dict, name: str | None) -> bool:
@@ -50,9 +50,7 @@ def model_names(cfg: dict) -> dict[str, str]:
 
 def mirror_models(cfg: dict) -> dict[str, dict]:
     """entry key -> {id, revision, key}, as itlab.hub.mirror_models."""
-    revisions = cfg["mirror"]["revisions"]
-    return {entry_key(hid): {"id": hid, "revision": revisions.get(hid, "main"), "key": k}
-            for hid, k in model_names(cfg).items()}
+    return {entry_key(hid): model_entry(cfg, hid, k) for hid, k in model_names(cfg).items()}
 
 
 def mirror_datasets(cfg: dict) -> dict[str, dict]:
@@ -60,14 +58,12 @@ def mirror_datasets(cfg: dict) -> dict[str, dict]:
     s, out = _study(cfg), {}
     if not s:
         return out
-    revisions = cfg["mirror"]["revisions"]
     wanted = [(g["dataset"], None, f"studies.teachers.generators.{n}.dataset")
               for n, g in sorted(s["generators"].items()) if g["kind"] == "dataset"]
     wanted += [(b["dataset"], b.get("subset"), f"studies.teachers.evaluation.judge.benchmarks.{n}.dataset")
                for n, b in sorted(_judge(cfg).get("benchmarks", {}).items())]
     for hid, subset, k in wanted:
-        out.setdefault(entry_key(hid, subset), {"id": hid, "subset": subset, "key": k, "tasks": {},
-                                                "revision": revisions.get(hid, "main"), "data_dir": None})
+        out.setdefault(entry_key(hid, subset), dataset_entry(cfg, hid, subset, k))
     return out
 
 
