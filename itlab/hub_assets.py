@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from itlab.hub import (ASSETS, FIXTURES, STANDIN_TEXT, HubError, _atomic_dir, _hub_error, _publish, _reusable,
-                       _token, _write_manifest, standin_version)
+from itlab.hub import ASSETS, FIXTURES, HubError, _atomic_dir, _hub_error, _token, _write_manifest
+from itlab.mirror import _publish, _reusable
+from itlab.standin import STANDIN_TEXT, standin_version
 
 
 def _fetch_code_eval(tmp: Path, revision: str, key: str) -> dict:

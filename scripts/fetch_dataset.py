@@ -4,7 +4,7 @@ task that reads it is checked against its schema."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
-from itlab.hub import ensure_dataset  # noqa: E402
+from itlab.mirror import ensure_dataset  # noqa: E402
 from itlab.scripting import logged, one_line_errors  # noqa: E402
 
 with logged(snakemake), one_line_errors():  # noqa: F821

@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/..")  # noqa: F821
-from itlab.hub import ensure_model  # noqa: E402
+from itlab.mirror import ensure_model  # noqa: E402
 from itlab.scripting import logged, one_line_errors  # noqa: E402
 
 with logged(snakemake), one_line_errors():  # noqa: F821

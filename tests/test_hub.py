@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, snakemake, write_config
-from itlab import hub, hub_assets
+from itlab import hub, hub_assets, mirror, standin
 from itlab.config import validate
 
 PAPER = ["inherent-limits", "scaling", "diversity"]
@@ -32,14 +32,14 @@ def _merge(d, u):  # snakemake's merge of several --configfile
 @pytest.mark.parametrize("name", PAPER)
 def test_every_hub_id_of_a_paper_config_has_a_stand_in(name):
     cfg = _paper(name)
-    table = hub.model_table()
+    table = standin.model_table()
     for entry in hub.mirror_models(cfg).values():
         assert entry["id"] in table, entry
     for entry in hub.mirror_datasets(cfg).values():
-        fixture = hub.dataset_fixture(entry["id"])
+        fixture = standin.dataset_fixture(entry["id"])
         assert fixture, f"no fixture for {entry['id']}"
         assert fixture["card"].startswith("https://huggingface.co/datasets/")
-        hub.fixture_subset(fixture, entry["subset"], entry["key"])  # the subset exists
+        standin.fixture_subset(fixture, entry["subset"], entry["key"])  # the subset exists
 
 
 def test_harness_table_matches_lm_eval_task_configs():
@@ -57,13 +57,13 @@ def test_harness_table_matches_lm_eval_task_configs():
 def standin_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("mirror")
     ids = sorted({e["id"] for n in PAPER for e in hub.mirror_models(_paper(n)).values()})
-    return {i: hub.standin_model(i, hub.model_path(str(root), i)) and hub.model_path(str(root), i) for i in ids}
+    return {i: standin.standin_model(i, hub.model_path(str(root), i)) and hub.model_path(str(root), i) for i in ids}
 
 
 def test_stand_in_models_have_the_real_class_tokenizer_kind_and_special_tokens(standin_models):
     from transformers import AutoConfig, AutoTokenizer
 
-    table = hub.model_table()
+    table = standin.model_table()
     for hid, folder in standin_models.items():
         spec = table[hid]
         cfg = AutoConfig.from_pretrained(folder)
@@ -90,7 +90,7 @@ def test_paper_grids_tune_base_checkpoints_without_a_chat_template(standin_model
     from transformers import AutoTokenizer
 
     for hid, folder in standin_models.items():
-        assert hub.model_table()[hid]["chat_template"] is None, hid
+        assert standin.model_table()[hid]["chat_template"] is None, hid
         assert not AutoTokenizer.from_pretrained(folder).chat_template, hid
 
 
@@ -100,12 +100,12 @@ def test_paper_templates_fit_the_stand_in_schemas(name, tmp_path):
     fetch rule runs on real downloads)."""
     cfg = _paper(name)
     for key, entry in hub.mirror_datasets(cfg).items():
-        rec = hub.ensure_dataset(entry, tmp_path / key, standin=True, rows=8)
+        rec = mirror.ensure_dataset(entry, tmp_path / key, standin=True, rows=8)
         assert rec["standin"] and rec["card"]
 
 
 def _anli_splits(tmp_path):
-    rec = hub.standin_dataset("facebook/anli", None, tmp_path / "anli", 8)
+    rec = standin.standin_dataset("facebook/anli", None, tmp_path / "anli", 8)
     return hub.manifest_features(rec)
 
 
@@ -133,7 +133,7 @@ def test_choices_must_match_the_class_labels(tmp_path):
 
 
 def test_missing_split_names_the_key_and_carving_fixes_it(tmp_path):
-    rec = hub.standin_dataset("databricks/databricks-dolly-15k", None, tmp_path / "dolly", 8)
+    rec = standin.standin_dataset("databricks/databricks-dolly-15k", None, tmp_path / "dolly", 8)
     splits = hub.manifest_features(rec)
     spec = {"dataset": "databricks/databricks-dolly-15k", "train_split": "train", "test_split": "test",
             "input_template": "{instruction}\n{context}", "target_template": "{response}"}
@@ -145,7 +145,7 @@ def test_missing_split_names_the_key_and_carving_fixes_it(tmp_path):
 def test_carved_test_split_is_deterministic_and_disjoint_from_training(tmp_path):
     from itlab.data import carve_test
 
-    hub.standin_dataset("databricks/databricks-dolly-15k", None, tmp_path / "d", 30)
+    standin.standin_dataset("databricks/databricks-dolly-15k", None, tmp_path / "d", 30)
     rows = hub.load_split(tmp_path / "d", "train", "k").add_column("n", list(range(30)))
     train, test = carve_test(rows, 5, "dolly", 1, "k")
     again = carve_test(rows, 5, "dolly", 1, "k")[1]
@@ -162,7 +162,7 @@ def test_a_populated_mirror_is_read_without_any_download(tmp_path, monkeypatch):
     import huggingface_hub
 
     src = tmp_path / "src"
-    hub.standin_model("meta-llama/Llama-2-7b-hf", src)
+    standin.standin_model("meta-llama/Llama-2-7b-hf", src)
     calls = []
 
     class Info:
@@ -181,7 +181,7 @@ def test_a_populated_mirror_is_read_without_any_download(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, *a, **k: Info())
     entry = {"id": "meta-llama/Llama-2-7b-hf", "revision": "main", "key": "families.llama2.hub.7b"}
     dest = tmp_path / "mirror/models/x"
-    first = hub.ensure_model(entry, dest, standin=False)
+    first = mirror.ensure_model(entry, dest, standin=False)
     assert calls == [("meta-llama/Llama-2-7b-hf", "a" * 40)] and first["commit"] == "a" * 40
     assert first["files"]["model.safetensors"] and len(first["content_sha256"]) == 64
 
@@ -191,7 +191,7 @@ def test_a_populated_mirror_is_read_without_any_download(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", blocked)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", blocked)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    second = hub.ensure_model(entry, dest, standin=False)
+    second = mirror.ensure_model(entry, dest, standin=False)
     assert "fetched_now" not in second and second["content_sha256"] == first["content_sha256"]
     # a stand-in run must not read the real entry, nor the reverse
     with pytest.raises(hub.HubError, match="mirror.standin: .* holds a real download"):
@@ -210,7 +210,7 @@ def test_hub_errors_are_one_line_naming_the_key(monkeypatch, tmp_path):
              (errors.GatedRepoError("gated", response=resp), "is gated: accept its licence on the hub and export HF_TOKEN")]
     monkeypatch.delenv("HF_TOKEN", raising=False)
     dest = tmp_path / "m"
-    hub.standin_model("meta-llama/Llama-2-7b-hf", dest)  # something fetched before ...
+    standin.standin_model("meta-llama/Llama-2-7b-hf", dest)  # something fetched before ...
     before = (dest / hub.FETCHED).read_text()
     for err, message in cases:
         def raise_(*a, err=err, **k):
@@ -228,10 +228,10 @@ def test_a_failed_check_keeps_the_fetched_data_and_the_fix_downloads_nothing(tmp
     entry = {"id": "facebook/anli", "subset": None, "revision": "main", "key": "data.hub_tasks.anli_r1.dataset",
              "tasks": {"anli_r1": dict(ANLI, input_template="{premis}")}}
     with pytest.raises(hub.HubError, match="column 'premis'"):
-        hub.ensure_dataset(entry, tmp_path / "anli", standin=True, rows=8)
+        mirror.ensure_dataset(entry, tmp_path / "anli", standin=True, rows=8)
     assert (tmp_path / "anli" / hub.FETCHED).exists() and not (tmp_path / "anli" / hub.MANIFEST).exists()
     entry["tasks"]["anli_r1"] = ANLI
-    rec = hub.ensure_dataset(entry, tmp_path / "anli", standin=True, rows=8)
+    rec = mirror.ensure_dataset(entry, tmp_path / "anli", standin=True, rows=8)
     assert "fetched_now" not in rec and (tmp_path / "anli" / hub.MANIFEST).exists()
 
 
@@ -333,7 +333,7 @@ def test_code_eval_and_punkt_tab_load_offline_from_the_mirror(tmp_path):
 
     folders = _standin_assets(tmp_path / "mirror")
     he = hub.dataset_path(str(tmp_path / "mirror"), "openai/openai_humaneval")
-    hub.ensure_dataset({"id": "openai/openai_humaneval", "subset": None, "revision": "main", "key": "k",
+    mirror.ensure_dataset({"id": "openai/openai_humaneval", "subset": None, "revision": "main", "key": "k",
                         "tasks": {}}, he, standin=True, rows=4)
     home = tmp_path / "home"  # no ~/.cache/huggingface, no ~/nltk_data
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
@@ -390,7 +390,7 @@ def test_qlora_stand_ins_run_in_4_bit_on_cpu(tmp_path):
     assert {"meta-llama/Llama-2-70b-hf", "mistralai/Mistral-7B-v0.1"} <= set(ids)
     for hid in ids:
         folder = hub.model_path(str(tmp_path), hid)
-        hub.standin_model(hid, folder)
+        standin.standin_model(hid, folder)
         model = AutoModelForCausalLM.from_pretrained(
             folder, quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_compute_dtype=torch.float32))

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from itlab import hub
+from itlab import standin
 
 JUDGE = "meta-llama/Meta-Llama-3-70B-Instruct"
 
@@ -14,7 +14,7 @@ JUDGE = "meta-llama/Meta-Llama-3-70B-Instruct"
 @pytest.fixture(scope="module")
 def judge_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("judge") / "model"
-    hub.standin_model(JUDGE, folder)
+    standin.standin_model(JUDGE, folder)
     return str(folder)
 
 

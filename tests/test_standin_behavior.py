@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from itlab import hub
+from itlab import hub, standin
 from itlab.config import ConfigError, validate
 from test_standin import _run_standin
 
@@ -30,7 +30,7 @@ def test_pair_models_are_mirror_entries_at_the_pinned_revision():
     assert {"huggyllama/llama-7b", "lmsys/vicuna-7b-v1.1", "mistralai/Mistral-7B-v0.1",
             "mistralai/Mistral-7B-Instruct-v0.1"} <= set(models)
     assert models["huggyllama/llama-7b"]["revision"] == "4782ad278652c7c71b72204d462d6d01eaaf7549"
-    assert all(i in hub.model_table() for i in models)  # each has a stand-in entry
+    assert all(i in standin.model_table() for i in models)  # each has a stand-in entry
     ref = Grid(cfg).behavior_pairs["llama-vicuna"]["tuned"]
     assert ref.location == hub.model_path(cfg["mirror"]["dir"], "lmsys/vicuna-7b-v1.1")
     assert ref.done == (f"{ref.location}/MANIFEST.json",)
@@ -48,7 +48,7 @@ def test_sentencepiece_stand_in_pieces_do_not_cross_word_boundaries():
     """As SentencePiece (Llama, Mistral): "▁" only starts a piece, so a sentence has the same
     tokens alone as followed by more text, and the authors' span matching behaves as on the
     real tokenizer (pieces such as ".▁" made 4 of the fixture's spans unfindable)."""
-    tok = hub.standin_tokenizer(hub.model_table()["huggyllama/llama-7b"])
+    tok = standin.standin_tokenizer(standin.model_table()["huggyllama/llama-7b"])
     assert not [t for t in tok.get_vocab() if "\u2581" in t[1:]]
     span = "Rewrite the sentence in a formal tone."
     alone = tok.tokenize(span)

@@ -98,12 +98,12 @@ def test_unknown_selected_generator_is_named():
 
 
 def test_every_standin_model_and_dataset_of_the_overlay_has_a_fixture():
-    from itlab import hub, teachers_hub
+    from itlab import hub, standin, teachers_hub
     from itlab.config import validate
 
     cfg = validate(_merged("experiments/teachers.yaml", "experiments/standin/teachers.yaml"))
-    table = hub.model_table()
+    table = standin.model_table()
     for e in {**hub.mirror_models(cfg), **teachers_hub.mirror_models(cfg)}.values():
         assert e["id"] in table, e["id"]
     for e in {**hub.mirror_datasets(cfg), **teachers_hub.mirror_datasets(cfg)}.values():
-        hub.fixture_subset(hub.dataset_fixture(e["id"]), e["subset"], e["key"])  # raises if missing
+        standin.fixture_subset(standin.dataset_fixture(e["id"]), e["subset"], e["key"])  # raises if missing
