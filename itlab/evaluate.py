@@ -198,6 +198,9 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"[itlab] evaluating {model_dir} on {len(items)} (task, condition) pairs", flush=True)
+    from itlab.io import remove_stale_temporaries
+
+    remove_stale_temporaries(out_dir, ".lmeval.")  # a killed earlier attempt's work folder
     work = Path(tempfile.mkdtemp(prefix=".lmeval.", dir=out_dir))
     os.environ.setdefault("HF_DATASETS_CACHE", str(work / "datasets"))  # per job: parallel jobs never share a cache
     if Path(model_dir).is_dir():

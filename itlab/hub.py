@@ -106,10 +106,11 @@ def provenance(manifest: dict) -> dict:
 
 
 def _atomic_dir(dest: Path):
-    """A mirror entry is built in a sibling folder and swapped in whole (itlab.io.swap_in)."""
+    """A mirror entry is built in a sibling folder and swapped in whole (itlab.io.swap_in).
+    Not a sole writer: two workflows sharing the mirror may fetch the same entry at once."""
     from itlab.io import atomic_path
 
-    return atomic_path(dest, directory=True, prefix="partial.")
+    return atomic_path(dest, directory=True, prefix="partial.", sole_writer=False)
 
 
 def _hub_error(key: str, what: str, err: Exception) -> HubError:

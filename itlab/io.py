@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -83,13 +84,35 @@ def swap_in(new: str | Path, path: str | Path, sync: bool = True) -> None:
         shutil.rmtree(new, ignore_errors=True)  # the old folder, swapped out
 
 
+def remove_stale_temporaries(folder: str | Path, stem: str) -> list[Path]:
+    """Remove what a hard-killed writer left in ``folder``: entries named ``stem`` plus the 8
+    characters ``tempfile`` adds (a SIGKILL or a lost node runs no ``finally``; a model export
+    left behind can be the size of the model). Only one writer per path may exist (Snakemake
+    runs one job per output), so any such entry found before writing is stale."""
+    pattern = re.compile(re.escape(stem) + r"[a-z0-9_]{8}")
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if pattern.fullmatch(entry.name):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() \
+                    else entry.unlink(missing_ok=True)
+                removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path, directory: bool = False, prefix: str = "", sync: bool = True):
+def atomic_path(path: str | Path, directory: bool = False, prefix: str = "", sync: bool = True,
+                sole_writer: bool = True):
     """Yield a temporary path next to ``path`` (named ``.<name>.<prefix>...``); on success move
-    it into place: a file by rename, a folder by ``swap_in`` (fsynced when ``sync``)."""
+    it into place: a file by rename, a folder by ``swap_in`` (fsynced when ``sync``). With
+    ``sole_writer`` (one job owns ``path``), temporaries of ``path`` left by a killed earlier
+    writer are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = f".{path.name}.{prefix}"
+    if sole_writer:
+        remove_stale_temporaries(path.parent, stem)
     tmp = Path(tempfile.mkdtemp(prefix=stem, dir=path.parent)) if directory else \
         Path(tempfile.mktemp(prefix=stem, dir=path.parent))
     try:
