@@ -510,10 +510,10 @@ def behavior_prompt_params():
 
 def behavior_model_inputs(wildcards):
     ref = GRID.behavior_pairs[wildcards.pair][wildcards.side]
-    return {
-        "prompts": f"{R}/data/behavior_shift/prompts.jsonl",
-        "model": list(ref.done),
-    }
+    out = {"prompts": f"{R}/data/behavior_shift/prompts.jsonl", "model": list(ref.done)}
+    if behavior_study()["prompt_format"] == "chat" and wildcards.side == "base":
+        out["template"] = list(GRID.behavior_pairs[wildcards.pair]["tuned"].done)
+    return out
 
 
 def behavior_weights_inputs(wildcards):
@@ -544,6 +544,12 @@ def behavior_attribute_params(wildcards):
         "shards": s["shards"],
         "rated": rated,
         "prompt_format": s["prompt_format"],
+        # chat: both models of a pair read the text of the tuned model's chat template
+        **(
+            {"template_from": GRID.behavior_pairs[wildcards.pair]["tuned"].location}
+            if s["prompt_format"] == "chat"
+            else {}
+        ),
         "max_new_tokens": s["max_new_tokens"],
         "batch": s["attribution_batch"],
     }

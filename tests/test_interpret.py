@@ -1,6 +1,7 @@
 """Study D: each definition against an independent hand computation, the attribution against
 finite differences, the weight readers against the models' own projections, the formats."""
 
+import json
 import math
 
 import numpy as np
@@ -359,3 +360,33 @@ def test_paper_path_on_a_stand_in_mistral(tmp_path):
     assert set(h.word) >= {"summarize", "translate", "write"} and len(h) == 2 * 4 * len(set(words["instruction"] + words["general"]))
     f = pd.read_csv(tmp_path / "ffn.tsv", sep="\t")
     assert len(f) == 2 * 5 and f.explained_variance.between(0, 1).all()
+
+
+def test_chat_format_gives_the_base_model_the_tuned_models_template(tmp_path):
+    """prompt_format chat: both models of a pair must read the same text. A base hub model has
+    no chat template (it would get itlab's); its attribution job takes the tuned model's, so
+    the input tokens of every prompt are the same for both sides of the pair."""
+    from itlab import standin
+    from itlab.interpret.jobs import attribute_job
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    standin.standin_model("mistralai/Mistral-7B-v0.1", base)
+    standin.standin_model("mistralai/Mistral-7B-Instruct-v0.1", tuned)
+    rows = [{"id": "p0", "set": "s", "task": "t", "prompt": "Name three colors.", "instruction": [], "context": "",
+             "answer": ""}]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def run(side, location, template_from):
+        p = {"name": f"pair/{side}", "location": str(location), "revision": None, "trust_remote_code": False,
+             "device": "cpu", "standin": True, "shard": 0, "shards": 1, "rated": False, "prompt_format": "chat",
+             "template_from": template_from, "max_new_tokens": 2, "batch": 1}
+        out = tmp_path / f"{side}.jsonl.gz"
+        attribute_job(tmp_path / "prompts.jsonl", out, p)
+        return [r["input_tokens"] for r in matrices.read(out)]
+
+    tuned_tokens = run("tuned", tuned, str(tuned))
+    assert run("base", base, str(tuned)) == tuned_tokens
+    from itlab.models import load_tokenizer
+
+    assert "[INST]" in load_tokenizer(str(tuned)).convert_tokens_to_string(tuned_tokens[0])  # Mistral-Instruct's
+    assert run("base-alone", base, None) != tuned_tokens  # what the base read before: itlab's template

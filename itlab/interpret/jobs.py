@@ -32,6 +32,16 @@ def _load(location: str, revision: str | None, trust_remote_code: bool, device: 
     return model, tokenizer
 
 
+def use_chat_template_of(tokenizer, location: str, trust_remote_code: bool = False):
+    """Give ``tokenizer`` the chat template the pair's tuned model (at ``location``) is read with:
+    under ``prompt_format: chat`` both models of a pair must read the same text, and a base
+    model has no template of its own (it would get itlab's, the tuned model its own)."""
+    from itlab.models import load_tokenizer
+
+    tokenizer.chat_template = load_tokenizer(location, trust_remote_code).chat_template
+    return tokenizer
+
+
 def attribute_job(prompts_path, out_path, p: dict) -> int:
     """Greedy responses + attribution matrices of one shard of the prompts for one model."""
     from itlab.interpret import matrices
@@ -41,6 +51,8 @@ def attribute_job(prompts_path, out_path, p: dict) -> int:
     if not p["rated"]:
         prompts = [{k: v for k, v in q.items() if k != "rating"} for q in prompts]
     model, tokenizer = _load(p["location"], p["revision"], p["trust_remote_code"], p["device"], p.get("standin"))
+    if p.get("template_from"):
+        use_chat_template_of(tokenizer, p["template_from"], p["trust_remote_code"])
     records = explain_prompts(model, tokenizer, prompts, p["name"], p["prompt_format"], p["max_new_tokens"],
                               p["batch"])
     n = matrices.write(out_path, records)
