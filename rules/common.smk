@@ -610,7 +610,8 @@ def scorecard_inputs(wildcards):
 def scorecard_missing():
     """Studies in the config whose statistics cannot be computed in this run, with the reason."""
     if "teachers" in config["studies"] and judge_key_missing():
-        return {"teachers": f"not run: the judge's key ${judge_key_missing()} is not set"}
+        key = judge_key_missing()
+        return {"teachers": f"not run: the judge's key ${key} is not set"}
     return {}
 
 
