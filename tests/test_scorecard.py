@@ -47,18 +47,18 @@ def _stat_files(root):
     """One constructed statistics file per study, in the layout the analyze rules write."""
     files = {s: root / f for s, f in sc.STAT_FILES.items()}
     _write(files["inherent_limits"], pd.DataFrame([
+        {"scope": "mixture", "group": "all", "method": "spearman", "r": -0.7, "ci_low": -0.9, "ci_high": -0.5,
+         "units": "6 tasks x 4 base models", "note": "", "scores": "raw"},  # listed first: never the pooled row
         {"scope": "pooled", "group": "all", "method": "spearman", "r": 0.62, "ci_low": 0.31, "ci_high": 0.85,
          "units": "6 tasks x 4 base models", "note": "", "scores": "raw"},
         {"scope": "pooled", "group": "all", "method": "pearson", "r": -0.9, "ci_low": -0.95, "ci_high": -0.8,
          "units": "6 tasks x 4 base models", "note": "", "scores": "raw"},
         {"scope": "pooled", "group": "all", "method": "spearman", "r": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-         "units": "6 tasks x 4 base models", "note": "constant scores", "scores": "chance_adjusted"},
-        {"scope": "mixture", "group": "all", "method": "spearman", "r": -0.7, "ci_low": -0.9, "ci_high": -0.5,
-         "units": "6 tasks x 4 base models", "note": "", "scores": "raw"}]))
+         "units": "6 tasks x 4 base models", "note": "constant scores", "scores": "chance_adjusted"}]))
     _write(files["diversity"], pd.DataFrame([
-        {"examples_per_rule": "all", "b1": -1.2, "b1_low": -2.0, "b1_high": -0.4, "switch": 50.0,
-         "switch_low": 20.0, "switch_high": 90.0, "note": ""},
         {"examples_per_rule": "4", "b1": 2.0, "b1_low": 1.0, "b1_high": 3.0, "switch": 50.0,
+         "switch_low": 20.0, "switch_high": 90.0, "note": ""},  # one S, listed first: never the pooled fit
+        {"examples_per_rule": "all", "b1": -1.2, "b1_low": -2.0, "b1_high": -0.4, "switch": 50.0,
          "switch_low": 20.0, "switch_high": 90.0, "note": ""}]))
     _write(files["teachers"], pd.DataFrame([
         {"metric": "car", "student": "s1", "rho": 0.9, "ci_low": np.nan, "ci_high": np.nan, "n_generators": 3},
