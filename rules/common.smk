@@ -276,6 +276,8 @@ def print_summaries():
             print(f"itlab: {study} summary: {path}")
     if os.path.exists(f"{R}/tables/scores.tsv"):
         print(f"itlab: results table: {R}/tables/scores.tsv")
+    if os.path.exists(f"{R}/scorecard.md"):
+        print(f"itlab: scorecard (ours beside the papers'): {R}/scorecard.md")
 
 
 # ---- study C (teachers) ------------------------------------------------------------------
