@@ -155,14 +155,11 @@ def _behavior_shift(path: Path, paper: dict) -> list[Row]:
 
 def _scaling(path: Path, paper: dict) -> list[Row]:
     t = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
-    slopes = [1 / f["b"] for f in paper["fits"]]
-    text = f"1/b = {min(slopes):.3f}-{max(slopes):.3f} (b = {min(f['b'] for f in paper['fits']):g}-" \
-           f"{max(f['b'] for f in paper['fits']):g}, all > 0)"
     rows = []
     for r in t.itertuples():
         note = f"R^2 {_num(r.r2):.2f}" if not math.isnan(_num(r.slope)) else str(r.note or "")
         rows.append(Row("scaling", f"power-law slope 1/b: {r.base_model}, {r.task}", _num(r.slope),
-                        _num(r.slope_low), _num(r.slope_high), text, paper["sign"], note))
+                        _num(r.slope_low), _num(r.slope_high), paper["text"], paper["sign"], note))
     return rows
 
 
@@ -218,7 +215,8 @@ def build(config_studies: list[str], stat_files: dict, scales: dict, numbers: di
     for study in STUDIES:
         paper = numbers[study]
         if study not in config_studies or study in missing or study not in stat_files:
-            reason = missing.get(study, "" if study not in config_studies else "no statistics file")
+            default = "not in this config" if study not in config_studies else "no statistics file"
+            reason = missing.get(study, default)
             rows.append(Row(study, paper["statistic"], paper=paper["text"], note=reason, verdict=NOT_RUN))
             continue
         found = READERS[study](Path(stat_files[study]), paper) or [
