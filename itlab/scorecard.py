@@ -14,6 +14,7 @@ Verdict (``verdict``), from our 95% interval and the paper's direction (``sign``
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -279,7 +280,9 @@ def _rst(text: str) -> str:
     text = " ".join(str(text).split())
     for ch in "\\*`_|":
         text = text.replace(ch, "\\" + ch)
-    return text
+    # a cell that starts like a list item ("A. ...", "- ", "1) ...") would become a list
+    text = re.sub(r"^(\(?[A-Za-z0-9#]{1,3})([.)])(?=\s|$)", r"\1\\\2", text)
+    return re.sub(r"^([-+•])(?=\s|$)", r"\\\1", text)
 
 
 def render_rst(rows: list[Row], intro: str, numbers: dict | None = None, title: str = "") -> str:
