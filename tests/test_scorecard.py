@@ -206,3 +206,23 @@ def test_scorecard_is_in_the_default_target_and_reads_the_analyses(tmp_path):
     assert "rule make_scorecard:" in res.stdout
     block = res.stdout[res.stdout.index("rule make_scorecard:"):].split("\n\n")[0]
     assert f"{tmp_path}/r/studies/scaling/fits.tsv" in block and f"{tmp_path}/r/scorecard.md" in block
+
+
+@pytest.mark.slow
+def test_rule_writes_the_scorecard_and_the_report_page(tmp_path):
+    """make_scorecard alone, on constructed statistics in a results folder (upstream rules not allowed)."""
+    root = tmp_path / "r"
+    files = _stat_files(root)
+    paths = write_config(tmp_path, {"results_dir": str(root)}, "paths.yaml")
+    res = snakemake("--cores", "1", "--configfile", "experiments/embedded-scaling.yaml", str(paths),
+                    "--allowed-rules", "make_scorecard", "--", str(root / "scorecard.md"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    md = (root / "scorecard.md").read_text()
+    lines = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ")}
+    assert "**not run**" in lines["| A. inherent limits"] and "**not run**" in lines["| D. behavior shift"]
+    scaling = [line for line in md.splitlines() if line.startswith("| E. scaling")]
+    assert len(scaling) == 2 and f"**{sc.SAME}**" in scaling[0] and "embedded (tiny models built here)" in scaling[0]
+    assert "0.3 [0.1, 0.5]" in scaling[0]
+    page = (root / "reports/scorecard.rst").read_text()
+    assert page.startswith("{% raw %}\nitlab: instruction tuning") and "E\\. scaling" in page
+    assert files["inherent_limits"].exists()  # the statistics files are read, never rewritten
