@@ -104,7 +104,7 @@ def _inherent_limits(path: Path, paper: dict) -> list[Row]:
     t = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
     sel = t[(t.scope == "pooled") & (t.group == "all") & (t.method == "spearman")]
     rows = []
-    for scores in ("raw", "chance_adjusted"):
+    for scores in ("raw", "chance-adjusted"):
         r = sel[sel.scores == scores]
         if r.empty:
             continue

@@ -54,7 +54,7 @@ def _stat_files(root):
         {"scope": "pooled", "group": "all", "method": "pearson", "r": -0.9, "ci_low": -0.95, "ci_high": -0.8,
          "units": "6 tasks x 4 base models", "note": "", "scores": "raw"},
         {"scope": "pooled", "group": "all", "method": "spearman", "r": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-         "units": "6 tasks x 4 base models", "note": "constant scores", "scores": "chance_adjusted"}]))
+         "units": "6 tasks x 4 base models", "note": "constant scores", "scores": "chance-adjusted"}]))
     _write(files["diversity"], pd.DataFrame([
         {"examples_per_rule": "4", "b1": 2.0, "b1_low": 1.0, "b1_high": 3.0, "switch": 50.0,
          "switch_low": 20.0, "switch_high": 90.0, "note": ""},  # one S, listed first: never the pooled fit
