@@ -146,7 +146,9 @@ def _behavior_shift(path: Path, paper: dict) -> list[Row]:
     for r in t.itertuples():
         ref = paper["sets"].get(r.set, {})
         name = ref.get("name", r.set)
-        text = (f"{ref['tuned'] - ref['base']:+.4f} ({ref['base']} -> {ref['tuned']}, p {ref['p']:g})" if ref else "-")
+        # the paper's number for this prompt set; embedded sets (task clusters) get the general claim
+        text = (f"{ref['tuned'] - ref['base']:+.4f} ({ref['base']} -> {ref['tuned']}, p {ref['p']:g})" if ref
+                else paper["text"])
         rows.append(Row("behavior_shift", f"instruction score tuned - base: {r.pair}, {name}",
                         _num(r.tuned_mean) - _num(r.base_mean), _num(getattr(r, "ci_low", math.nan)),
                         _num(getattr(r, "ci_high", math.nan)), text, paper["sign"],

@@ -66,7 +66,9 @@ def _stat_files(root):
         {"metric": "length", "student": "average", "rho": 0.9, "ci_low": 0.8, "ci_high": 1.0, "n_generators": 3}]))
     _write(files["behavior_shift"], pd.DataFrame([
         {"pair": "p", "set": "lima", "n_base": 5, "n_tuned": 5, "base_mean": 1.0, "tuned_mean": 1.5, "t": -3.0,
-         "p": 0.01, "ci_low": 0.2, "ci_high": 0.8}]))
+         "p": 0.01, "ci_low": 0.2, "ci_high": 0.8},
+        {"pair": "p", "set": "strings", "n_base": 5, "n_tuned": 5, "base_mean": 1.0, "tuned_mean": 0.5, "t": 3.0,
+         "p": 0.99, "ci_low": -0.8, "ci_high": -0.2}]))
     _write(files["scaling"], pd.DataFrame([
         {"base_model": "llama-s", "task": "add", "slope": 0.3, "slope_low": 0.1, "slope_high": 0.5, "r2": 0.9,
          "note": ""},
@@ -96,6 +98,8 @@ def test_each_study_gets_its_statistic_and_verdict(tmp_path):
     d = by["behavior_shift"][0]
     assert d.estimate == pytest.approx(0.5) and d.verdict == sc.NOT_COMPARABLE
     assert "+0.2896" in d.paper  # LIMA: 1.5579 - 1.2683
+    d2 = by["behavior_shift"][1]  # an embedded prompt set (a task cluster): the paper's general claim
+    assert d2.estimate == pytest.approx(-0.5) and d2.paper.startswith("tuned - base > 0")
     e = by["scaling"]
     assert [r.verdict for r in e] == [sc.SAME, sc.NOT_ESTIMABLE]
     assert "0.043-0.201" in e[0].paper
