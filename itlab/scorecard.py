@@ -191,7 +191,7 @@ def study_scale(cfg: dict, grid, study: str) -> dict:
             bases |= {m.split("/", 1)[1] for m, job in grid.evals.items() if m.startswith("base/")
                       and job.study == study}
         sources = {grid.base_models[b].source for b in bases if b in grid.base_models}
-        models = f"{len(runs)} tuned from {len(bases)} base models"
+        models = f"{len(runs)} tuned from {len(bases)} base model{'' if len(bases) == 1 else 's'}"
         ev = cfg.get("evaluation_by_study", {}).get(study, cfg.get("evaluation", {}))
         cap = ev.get("max_items_per_task")
         if study == "diversity":

@@ -198,7 +198,7 @@ def test_scale_counts_models_and_items():
     got = sc.study_scale(cfg, Grid(cfg), "diversity")
     s = cfg["studies"]["diversity"]
     runs = len(s["num_rules"]) * len(s["examples_per_rule"]) * len(s["seeds"])
-    assert got["models"] == f"{runs} tuned from 1 base models"
+    assert got["models"] == f"{runs} tuned from 1 base model"
     assert got["items"] == f"<= {min(cfg['evaluation']['max_items_per_task'], s['test_examples'])} items per task"
 
 
