@@ -230,3 +230,19 @@ def test_rule_writes_the_scorecard_and_the_report_page(tmp_path):
     page = (root / "reports/scorecard.rst").read_text()
     assert page.startswith("{% raw %}\nitlab: instruction tuning") and "E\\. scaling" in page
     assert files["inherent_limits"].exists()  # the statistics files are read, never rewritten
+
+
+def test_paper_numbers_agree_with_the_analysis_modules():
+    """The scorecard's numbers and the ones each study's summary prints are the same numbers."""
+    from itlab.analysis import behavior_shift, diversity, scaling, teachers
+
+    n = sc.paper_numbers()
+    assert n["teachers"]["value"] == teachers.PAPER_TABLE4["car"]
+    table7 = {(r.task, r.model): (r.a, r.b) for r in scaling.PAPER_TABLE7.itertuples()}
+    assert {(f["task"], f["model"]): (f["a"], f["b"]) for f in n["scaling"]["fits"]} == table7
+    assert {k: (v["base"], v["tuned"], v["p"]) for k, v in n["behavior_shift"]["sets"].items()} == pytest.approx(
+        behavior_shift.PAPER_TUNED_VS_BASE)
+    mixed = diversity.PAPER_TABLE1.iloc[-1]
+    assert f"0 at 200 rules -> {mixed['2000 rules']:.2f} at 2,000" in n["diversity"]["text"]
+    slopes = [1 / b for _, b in table7.values()]
+    assert f"1/b = {min(slopes):.3f}-{max(slopes):.3f}" in n["scaling"]["text"]
