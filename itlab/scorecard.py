@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
+
+from itlab.grid import behavior_prompt_count
 
 STUDIES = {  # config key -> (letter, title), in the README's order
     "inherent_limits": ("A", "inherent limits"),
@@ -37,7 +39,7 @@ STAT_FILES = {
     "scaling": "studies/scaling/fits.tsv",
 }
 SCALES = {
-    "paper": "paper (hub models)",
+    "paper": "paper (hub or local models)",
     "embedded": "embedded (tiny models built here)",
     "stand-in": "stand-in (random weights): not comparable",
 }
@@ -90,7 +92,6 @@ class Row:
     models: str = ""
     items: str = ""
     verdict: str = ""
-    extra: dict = field(default_factory=dict)
 
     def ours(self) -> str:
         if math.isnan(self.estimate):
@@ -182,8 +183,6 @@ def study_scale(cfg: dict, grid, study: str) -> dict:
         sources = {"hub"} if hub else set()
         sources |= {grid.base_models[b].source for b in built}
         models = f"{len(pairs)} base/tuned pairs"
-        from itlab.grid import behavior_prompt_count
-
         items = f"{behavior_prompt_count(cfg)} prompts"
     else:
         bases = {r.base for r in runs}
