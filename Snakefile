@@ -12,6 +12,10 @@ include: "rules/common.smk"
 include: "rules/hub.smk"
 
 
+# The report's first page: the workflow's description with the scorecard (rule make_scorecard).
+report: report_front_page()
+
+
 # Optional Apptainer image (config key `container`): with --sdm conda apptainer each rule's
 # conda env is built and run inside it (README "Running on Slurm").
 container: config.get("container") or None

@@ -116,3 +116,26 @@ rule analyze_diversity:
         metadata=model_metadata(),
     script:
         "../scripts/analyze_diversity.py"
+
+
+rule make_scorecard:
+    input:
+        unpack(scorecard_inputs),
+    output:
+        markdown=report(
+            f"{R}/scorecard.md",
+            caption="../report/scorecard.rst",
+            category="Scorecard",
+        ),
+        front_page=f"{R}/reports/scorecard.rst",
+    log:
+        f"{R}/logs/make_scorecard.log",
+    conda:
+        f"{ENVS}/analysis.yaml"
+    params:
+        studies=list(config["studies"]),
+        scales=scorecard_scales(),
+        missing=scorecard_missing(),
+        title=f"Results folder `{R}`; studies in this config: {', '.join(config['studies']) or 'none'}.",
+    script:
+        "../scripts/make_scorecard.py"

@@ -122,6 +122,7 @@ def final_outputs():
             out += teachers_targets()
             continue
         out.append(f"{R}/studies/{study}/summary.md")
+    out.append(f"{R}/scorecard.md")
     return out
 
 
@@ -275,6 +276,8 @@ def print_summaries():
             print(f"itlab: {study} summary: {path}")
     if os.path.exists(f"{R}/tables/scores.tsv"):
         print(f"itlab: results table: {R}/tables/scores.tsv")
+    if os.path.exists(f"{R}/scorecard.md"):
+        print(f"itlab: scorecard (ours beside the papers'): {R}/scorecard.md")
 
 
 # ---- study C (teachers) ------------------------------------------------------------------
@@ -598,3 +601,36 @@ def behavior_analysis_params():
         "ffn_group": s["ffn"]["layer_group_size"],
         "words": behavior_words(config),
     }
+
+
+# ---- scorecard (itlab/scorecard.py) ------------------------------------------------------
+def scorecard_inputs(wildcards):
+    """Each scheduled study's statistics file (study C's only when its judge can run)."""
+    from itlab.scorecard import STAT_FILES
+
+    out = {"intro": f"{workflow.basedir}/report/workflow.rst"}
+    for study in config["studies"]:
+        if study in STAT_FILES and study not in scorecard_missing():
+            out[study] = f"{R}/{STAT_FILES[study]}"
+    return out
+
+
+def scorecard_missing():
+    """Studies in the config whose statistics cannot be computed in this run, with the reason."""
+    if "teachers" in config["studies"] and judge_key_missing():
+        key = judge_key_missing()
+        return {"teachers": f"not run: the judge's key ${key} is not set"}
+    return {}
+
+
+def scorecard_scales():
+    """Per scheduled study: paper / embedded / stand-in, its models and evaluation items."""
+    from itlab.scorecard import STUDIES, study_scale
+
+    return {s: study_scale(config, GRID, s) for s in config["studies"] if s in STUDIES}
+
+
+def report_front_page():
+    """The Snakemake report's first page: the scorecard once written, else the description."""
+    page = os.path.abspath(f"{R}/reports/scorecard.rst")
+    return page if os.path.exists(page) else "report/workflow.rst"

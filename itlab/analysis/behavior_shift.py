@@ -51,6 +51,14 @@ def _welch_less(a, b) -> tuple[float, float]:
     return float(res.statistic), float(res.pvalue)
 
 
+def _welch_interval(base, tuned, level: float = 0.95) -> dict:
+    """Two-sided Welch interval of mean(tuned) - mean(base) (the scorecard's interval)."""
+    if len(base) < 2 or len(tuned) < 2:
+        return {"ci_low": np.nan, "ci_high": np.nan}
+    ci = stats.ttest_ind(tuned, base, equal_var=False).confidence_interval(level)
+    return {"ci_low": float(ci.low), "ci_high": float(ci.high)}
+
+
 def tuned_vs_base(table: pd.DataFrame) -> pd.DataFrame:
     """Per pair and prompt set: Welch one-sided test that the base score is lower."""
     ok = table[table.span_error == ""]
@@ -66,7 +74,7 @@ def tuned_vs_base(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"pair": pair, "set": pset, "n_base": len(base), "n_tuned": len(tuned),
                      "base_mean": base.mean() if len(base) else np.nan,
                      "tuned_mean": tuned.mean() if len(tuned) else np.nan, "t": t, "p": p,
-                     "n_paired": len(both), "p_paired": float(paired)})
+                     "n_paired": len(both), "p_paired": float(paired), **_welch_interval(base, tuned)})
     return pd.DataFrame(rows)
 
 
