@@ -176,15 +176,16 @@ def other_jobs(grid: g.Grid) -> list[Job]:
         if bm.source == "build" and cfg["sizes"][bm.size].get("pretrain_tokens", 0) > 0:
             out.append(_requested("pretrain_model", "", base, cfg["resources"]["pretrain"]))
     if "teachers" in cfg["studies"]:
-        ev = cfg["resources"]["evaluate"]
-        for gen in grid.generators:
-            out.append(_requested("generate_responses", "teachers", gen, ev))
-            out.append(_requested("score_rewards", "teachers", gen, ev))
+        for gen in grid.generators:  # a zoo generator runs no model: no GPU (teachers_runs_a_model)
+            for rule in ("generate_responses", "score_rewards"):
+                out.append(_requested(rule, "teachers", gen, g.teachers_resources(grid, rule, gen), "gpu"))
         s = cfg["studies"]["teachers"]
         for scorer in s["students"] + ["reference"]:
-            out.append(_requested("measure_responses", "teachers", scorer, ev))
+            out.append(_requested("measure_responses", "teachers", scorer,
+                                  g.teachers_resources(grid, "measure_responses"), "gpu"))
         for model in grid.teacher_runs():
-            out.append(_requested("answer_benchmarks", "teachers", model, ev))
+            out.append(_requested("answer_benchmarks", "teachers", model,
+                                  g.teachers_resources(grid, "answer_benchmarks"), "gpu"))
     if "behavior_shift" in cfg["studies"]:
         shards = cfg["studies"]["behavior_shift"]["shards"]
         for pair in sorted(grid.behavior_pairs):

@@ -18,6 +18,7 @@ from itlab.grid import (  # noqa: E402
     scaling_sizes,
     synthetic_tasks,
     task_cluster,
+    teachers_resources,
     tune_arguments,
     tune_launch,
     tune_resources,
@@ -294,6 +295,18 @@ def generator_spec(wildcards):
     if g["kind"] == "dataset":  # read from the mirror
         g["location"] = teachers_hub.dataset_dir(config, g["dataset"])
     return g
+
+
+def teachers_resource(rule, name):
+    """One resource of a study-C job that varies by generator (itlab.grid.teachers_resources)."""
+
+    def get(wildcards):
+        key = (rule, wildcards.generator)
+        if key not in _RESOURCES:
+            _RESOURCES[key] = teachers_resources(GRID, rule, wildcards.generator)
+        return _RESOURCES[key].get(name)
+
+    return get
 
 
 def instruction_tasks():

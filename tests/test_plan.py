@@ -75,3 +75,67 @@ def test_plan_of_the_union_covers_every_study_and_sums_its_parts():
     for name, study in [("inherent-limits", "inherent_limits"), ("scaling", "scaling"), ("teachers", "teachers")]:
         own = sum(j.gpu_hours for j in plan.plan_jobs(_cfg(name)) if j.rule == "tune_model")
         assert sum(j.gpu_hours for j in union if j.rule == "tune_model" and j.study == study) == pytest.approx(own, rel=1e-12)
+
+
+def _dry_run_resources(stdout: str, rules: tuple) -> dict:
+    """(rule, first wildcard value or None) -> resources of each job a dry-run lists."""
+    out = {}
+    for block in re.split(r"\n\[[^\]]+\]\n", stdout):
+        m = re.match(r"\s*(?:local)?rule (\w+):", block)
+        if m and m.group(1) in rules:
+            wc = re.search(r"wildcards: \w+=(\S+)", block)
+            r = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)$", block, re.M).group(1).split(", "))
+            out[(m.group(1), wc.group(1) if wc else None)] = r
+    return out
+
+
+def _teachers_with_a_model_generator():
+    """Study C's paper config plus one generator that answers the pool itself (kind model)."""
+    cfg = yaml.safe_load((ROOT / "experiments/teachers.yaml").read_text())
+    cfg["studies"]["teachers"]["generators"]["qwen2-1.5b-live"] = {
+        "kind": "model", "model": "Qwen/Qwen2-1.5B-Instruct", "family": "qwen2", "size_b": 1.5}
+    return cfg
+
+
+TEACHER_RULES = ("generate_responses", "score_rewards", "measure_responses", "answer_benchmarks")
+
+
+def test_jobs_that_run_no_model_request_no_gpu():
+    """Study C: a zoo generator's responses and rewards are read from a data set column (no GPU,
+    the CPU partition); a generator of kind model runs one (the evaluation GPU)."""
+    cfg = validate(_teachers_with_a_model_generator(), ROOT)
+    jobs = {(j.rule, j.name): j for j in plan.plan_jobs(cfg) if j.rule in TEACHER_RULES}
+    zoo = [n for n, s in cfg["studies"]["teachers"]["generators"].items() if s["kind"] == "dataset"]
+    assert len(zoo) == 19
+    for gen in zoo:
+        for rule in ("generate_responses", "score_rewards"):
+            assert (jobs[(rule, gen)].gpus, jobs[(rule, gen)].gpu_hours, jobs[(rule, gen)].partition) == (0, 0, "cpu")
+    live = jobs[("generate_responses", "qwen2-1.5b-live")]
+    assert (live.gpus, live.partition) == (1, "gpu") and live.gpu_hours > 0
+    # its responses are scored by the zoo's dataset reward models: a data-set read, no GPU
+    assert jobs[("score_rewards", "qwen2-1.5b-live")].gpus == 0
+    # a classifier reward model runs on every generator's responses: the GPU again
+    cfg["studies"]["teachers"]["reward_models"]["armorm_live"] = {"kind": "classifier", "model": "RLHFlow/ArmoRM-Llama3-8B-v0.1"}
+    assert {j.gpus for j in plan.plan_jobs(cfg) if j.rule == "score_rewards"} == {1}
+    # every student and the reference are scored under a model: the GPU
+    assert {jobs[k].gpus for k in jobs if k[0] in ("measure_responses", "answer_benchmarks")} == {1}
+
+
+@pytest.mark.slow
+def test_plan_resources_of_study_c_equal_what_the_rules_request(tmp_path):
+    cfg = _teachers_with_a_model_generator()
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "teachers.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    requested = _dry_run_resources(res.stdout, TEACHER_RULES)
+    jobs = [j for j in plan.plan_jobs(validate(cfg, ROOT)) if j.rule in TEACHER_RULES]
+    # measure_responses, answer_benchmarks: the wildcard is the scorer / run (the plan names runs tuned/<run>)
+    assert len(jobs) == len(requested) == 20 * 2 + 6 + 100
+    assert requested[("generate_responses", "qwen2-7b")]["gpu"] == "0"
+    assert requested[("generate_responses", "qwen2-1.5b-live")]["gpu"] == "1"
+    for j in jobs:
+        r = requested[(j.rule, j.name.removeprefix("tuned/"))]
+        assert (j.gpus, j.mem_mb, j.runtime_min, j.partition) == (
+            int(r.get("gpu", 0)), int(r["mem_mb"]), int(r["runtime"]), r.get("slurm_partition", "")), (j.rule, j.name)
