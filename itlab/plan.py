@@ -146,21 +146,23 @@ def eval_items(grid: g.Grid, task: str, settings: dict) -> int:
     return min(settings["max_items_per_task"], cfg["data"]["splits"]["test"])
 
 
-def eval_jobs(grid: g.Grid) -> list[Job]:
-    out = []
+def eval_job(grid: g.Grid, model: str) -> Job:
     p = grid.cfg["plan"]
-    for model, job in grid.evals.items():
-        res = g.eval_resources(grid, model)
-        gpus = int(res["gpu"] or 0)
-        settings = {**grid.cfg["evaluation"], **grid.cfg["evaluation_by_study"].get(job.study, {})}
-        items = sum(eval_items(grid, t, settings) for t, _ in job.items)
-        n = g.param_count(grid.cfg, grid.base_models[grid.model_meta(model)["base_model"]])
-        tokens = items * (p["eval_prompt_tokens"] + settings["max_new_tokens"])
-        spec = gpu_spec(grid.cfg, res.get("gpu_model"))
-        gpu_hours = tokens * 2 * n / (spec["peak_tflops"] * 1e12 * p["eval_mfu"]) / 3600 if gpus else 0.0
-        out.append(Job("evaluate_model", job.study, model, gpus, 1, res["mem_mb"], res["runtime"],
-                       res.get("slurm_partition") or "", gpu_hours, "flops", extra={"items": items, "tokens": tokens}))
-    return out
+    job = grid.evals[model]
+    res = g.eval_resources(grid, model)
+    gpus = int(res["gpu"] or 0)
+    settings = {**grid.cfg["evaluation"], **grid.cfg["evaluation_by_study"].get(job.study, {})}
+    items = sum(eval_items(grid, t, settings) for t, _ in job.items)
+    n = g.param_count(grid.cfg, grid.base_models[grid.model_meta(model)["base_model"]])
+    tokens = items * (p["eval_prompt_tokens"] + settings["max_new_tokens"])
+    spec = gpu_spec(grid.cfg, res.get("gpu_model"))
+    gpu_hours = tokens * 2 * n / (spec["peak_tflops"] * 1e12 * p["eval_mfu"]) / 3600 if gpus else 0.0
+    return Job("evaluate_model", job.study, model, gpus, 1, res["mem_mb"], res["runtime"],
+               res.get("slurm_partition") or "", gpu_hours, "flops", extra={"items": items, "tokens": tokens})
+
+
+def eval_jobs(grid: g.Grid) -> list[Job]:
+    return [eval_job(grid, model) for model in grid.evals]
 
 
 def _requested(rule, study, name, res: dict, gpus_key="gpus") -> Job:
@@ -198,6 +200,60 @@ def other_jobs(grid: g.Grid) -> list[Job]:
                 out.append(_requested("explain_weights", "behavior_shift", f"{pair}/{side}",
                                       {**w, "partition": w.get("slurm_partition")}, "gpu"))
     return out
+
+
+def eval_runtime_key(grid: g.Grid, model: str) -> str:
+    """The config key an evaluation job's runtime comes from (itlab.grid.eval_resources)."""
+    size = grid.base_models[grid.model_meta(model)["base_model"]].size
+    own = "evaluate_resources" in grid.cfg["sizes"][size]
+    return f"sizes.{size}.evaluate_resources.runtime" if own else "resources.evaluate.runtime"
+
+
+def _resource_blocks(cfg: dict):
+    """(key, resources) of every resources block of the config."""
+    for size, spec in cfg["sizes"].items():
+        for name in ("resources", "evaluate_resources"):
+            if name in spec:
+                yield f"sizes.{size}.{name}", spec[name]
+    for name, res in cfg["resources"].items():
+        yield f"resources.{name}", res
+
+
+def runtime_errors(grid: g.Grid) -> list[tuple[str, str]]:
+    """(config key, message) of every job that would be killed at its time limit, before any
+    job runs (rules/common.smk fails the workflow on them; the plan prints them):
+
+    - an evaluation job estimated to run past its requested runtime (it does not resume; a
+      tuning job does, from its checkpoint: the plan only warns about those);
+    - a runtime above its partition's limit (plan.partition_limits), which Slurm rejects or
+      never starts.
+    An evaluation on a GPU model without a plan.gpu_models entry is not estimated."""
+    from itlab.config import ConfigError
+
+    cfg, out = grid.cfg, []
+    for model in grid.evals:
+        try:
+            job = eval_job(grid, model)
+        except ConfigError:
+            continue
+        if job.gpus and job.hours * 60 > job.runtime_min:
+            out.append((eval_runtime_key(grid, model),
+                        f"{job.runtime_min} min, but evaluate_model {model} is estimated at ~{job.hours * 60:.0f} min "
+                        f"({job.extra['tokens']:,} tokens at plan.eval_mfu; python -m itlab.plan): raise it"))
+    limits = cfg["plan"]["partition_limits"]
+    blocks = list(_resource_blocks(cfg))
+    if "behavior_shift" in cfg["studies"]:
+        res = cfg["studies"]["behavior_shift"]["resources"]
+        for pair in sorted(grid.behavior_pairs):
+            for kind in ("attribution", "weights"):
+                r = g.behavior_resources(grid, pair, kind)
+                blocks.append(("studies.behavior_shift.resources", {"runtime": r["runtime"], **res}))
+    for key, res in blocks:
+        part, runtime = res.get("partition"), res.get("runtime", 60)
+        if part in limits and runtime > limits[part]:
+            out.append((f"{key}.runtime", f"{runtime} min exceeds partition {part!r}'s limit of {limits[part]} min "
+                                          f"(plan.partition_limits.{part})"))
+    return list(dict.fromkeys(out))
 
 
 def mirror_gb(grid: g.Grid) -> float:
@@ -273,11 +329,13 @@ def render(cfg: dict, jobs: list[Job], concurrent: int, gpus: int = 0) -> str:
     big = max(jobs, key=lambda j: (j.gpu_hours, j.gpus))
     lines.append(f"largest job: {big.rule} {big.name}: {big.gpus} GPU(s) on {big.nodes} node(s), {big.mem_mb} MB/node, "
                  f"{big.gpu_hours:,.1f} GPU-h (~{big.hours:,.1f} h; requested {big.runtime_min / 60:,.1f} h)")
-    over = [j for j in jobs if j.estimate == "flops" and j.gpus and j.hours * 60 > j.runtime_min]
+    over = [j for j in jobs if j.rule == "tune_model" and j.gpus and j.hours * 60 > j.runtime_min]
     if over:
-        lines.append(f"warning: {len(over)} job(s) are estimated to run past their requested runtime (a tuning "
-                     f"job requeues from its checkpoint; any other is killed: raise its runtime), e.g. "
-                     f"{over[0].rule} {over[0].name} (~{over[0].hours:.1f} h vs {over[0].runtime_min / 60:.1f} h)")
+        lines.append(f"warning: {len(over)} tuning job(s) are estimated to run past their requested runtime (each "
+                     f"requeues from its checkpoint at the limit), e.g. {over[0].name} "
+                     f"(~{over[0].hours:.1f} h vs {over[0].runtime_min / 60:.1f} h)")
+    for key, message in runtime_errors(g.Grid(cfg)):
+        lines.append(f"error: config key '{key}': {message}")
     return "\n".join(lines)
 
 
@@ -323,7 +381,8 @@ def main(argv=None) -> int:
         print(f"itlab: error: {err}", file=sys.stderr)
         return 1
     concurrent = opt.jobs or profile_jobs()
-    print(render(cfg, jobs, concurrent, opt.gpus))
+    text = render(cfg, jobs, concurrent, opt.gpus)
+    print(text)
     if opt.tsv:
         cols = ["rule", "study", "name", "gpus", "nodes", "mem_mb", "runtime_min", "partition", "gpu_hours", "estimate",
                 "checkpoint_gb", "model_gb"]
@@ -331,7 +390,7 @@ def main(argv=None) -> int:
             fh.write("\t".join(cols) + "\n")
             for j in jobs:
                 fh.write("\t".join(str(getattr(j, c)) for c in cols) + "\n")
-    return 0
+    return 1 if "\nerror: " in text else 0  # the workflow refuses these configs too
 
 
 if __name__ == "__main__":

@@ -34,6 +34,11 @@ _validated = validate_config(config, base_dir=workflow.basedir)
 config.clear()
 config.update(_validated)
 GRID = Grid(config)
+from itlab.plan import runtime_errors  # noqa: E402
+
+# jobs that would be killed at their time limit: an error before any job (python -m itlab.plan)
+for _key, _message in runtime_errors(GRID):
+    raise SystemExit(f"itlab: error: config key '{_key}': {_message}")
 R = config["results_dir"]
 ENVS = "../envs"
 

@@ -139,3 +139,48 @@ def test_plan_resources_of_study_c_equal_what_the_rules_request(tmp_path):
         r = requested[(j.rule, j.name.removeprefix("tuned/"))]
         assert (j.gpus, j.mem_mb, j.runtime_min, j.partition) == (
             int(r.get("gpu", 0)), int(r["mem_mb"]), int(r["runtime"]), r.get("slurm_partition", "")), (j.rule, j.name)
+
+
+def _inherent_limits_before_the_fix():
+    """Study A as it was: the 13B evaluated on resources.evaluate (one A100, 10 h)."""
+    cfg = yaml.safe_load((ROOT / "experiments/inherent-limits.yaml").read_text())
+    cfg["sizes"]["13b"].pop("evaluate_resources", None)
+    return cfg
+
+
+def test_an_evaluation_estimated_past_its_runtime_is_an_error_naming_the_key():
+    from itlab import grid as g
+
+    errors = plan.runtime_errors(g.Grid(validate(_inherent_limits_before_the_fix(), ROOT)))
+    assert [k for k, _ in errors] == ["resources.evaluate.runtime"]
+    # the base 13B: 22 tasks x 2 conditions, at most 2,500 items each, 256 prompt + 200 new
+    # tokens an item; 2 N FLOPs a token at 312 TFLOP/s x eval_mfu 0.1 = ~11.1 h > 600 min
+    assert "evaluate_model base/llama2-13b is estimated at ~665 min" in errors[0][1]
+    assert 47_880_000 * 2 * 13e9 / (312e12 * 0.1) / 60 == pytest.approx(665, abs=0.5)
+    # the shipped configs: nothing estimated past its limit
+    for name in ("inherent-limits", "scaling", "diversity", "teachers", "behavior-shift", "all-studies"):
+        assert plan.runtime_errors(g.Grid(_cfg(name))) == [], name
+
+
+def test_a_runtime_over_its_partitions_limit_is_an_error_naming_the_key(capsys):
+    from itlab import grid as g
+
+    cfg = yaml.safe_load((ROOT / "experiments/inherent-limits.yaml").read_text())
+    cfg["plan"] = {"partition_limits": {"gpu": 1440, "cpu": 10}}
+    keys = [k for k, _ in plan.runtime_errors(g.Grid(validate(cfg, ROOT)))]
+    assert keys == ["sizes.70b.resources.runtime"]  # the 70B QLoRA asks 2,880 min; its evaluation 1,440
+    # the plan prints it and exits 1
+    assert plan.main(["--configfile", "experiments/inherent-limits.yaml", "--config", "plan.partition_limits={gpu: 1440}"]) == 1
+    assert "error: config key 'sizes.70b.resources.runtime': 2880 min exceeds partition 'gpu'" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_workflow_refuses_a_job_that_would_be_killed_before_any_job(tmp_path):
+    cfg = _inherent_limits_before_the_fix()
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    assert res.returncode != 0
+    assert "config key 'resources.evaluate.runtime'" in res.stderr and "base/llama2-13b" in res.stderr
+    assert not (tmp_path / "results").exists()
