@@ -45,12 +45,7 @@ rule generate_responses:
         f"{ENVS}/eval.yaml"
     threads: 1
     resources:
-        mem_mb=teachers_resource("generate_responses", "mem_mb"),
-        runtime=teachers_resource("generate_responses", "runtime"),
-        cpus_per_task=teachers_resource("generate_responses", "cpus_per_task"),
-        gpu=teachers_resource("generate_responses", "gpu"),
-        gpu_model=teachers_resource("generate_responses", "gpu_model"),
-        slurm_partition=teachers_resource("generate_responses", "slurm_partition"),
+        **generate_rule_resources(),
     params:
         spec=generator_spec,
         model_dir=generator_model_dir,
