@@ -153,7 +153,7 @@ def test_an_evaluation_estimated_past_its_runtime_is_an_error_naming_the_key():
 
     errors = plan.runtime_errors(g.Grid(validate(_inherent_limits_before_the_fix(), ROOT)))
     assert [k for k, _ in errors] == ["resources.evaluate.runtime"]
-    # the base 13B: 22 tasks x 2 conditions, at most 2,500 items each, 256 prompt + 200 new
+    # the base 13B: 21 tasks x 2 conditions, at most 2,500 items each, 256 prompt + 200 new
     # tokens an item; 2 N FLOPs a token at 312 TFLOP/s x eval_mfu 0.1 = ~11.1 h > 600 min
     assert "evaluate_model base/llama2-13b is estimated at ~665 min" in errors[0][1]
     assert 47_880_000 * 2 * 13e9 / (312e12 * 0.1) / 60 == pytest.approx(665, abs=0.5)
