@@ -5,8 +5,10 @@
 Per rule, study and partition: jobs, GPUs per job, GPU-hours, wall time at the configured
 concurrency, peak checkpoint disk and exported model disk; then the totals and the largest
 single job. Each job's GPUs, memory and runtime come from the functions the rules call
-(itlab.grid.tune_resources, eval_resources, behavior_resources and the rules' resources.*),
-so the plan is what the Slurm jobs request.
+(itlab.grid.tune_resources, eval_resources, teachers_resources, behavior_resources), so the
+plan is what the Slurm jobs request. Jobs that would be killed at their time limit
+(runtime_errors: an evaluation estimated past its runtime, a runtime over its partition's
+plan.partition_limits) are printed as errors, exit status 1; the workflow refuses them too.
 
 Estimates (config key ``plan``; defaults in the schema say where they come from):
 
