@@ -549,6 +549,32 @@ def eval_resources(grid: Grid, model: str) -> dict:
     return out
 
 
+def teachers_runs_a_model(grid: Grid, rule: str, name: str | None = None) -> bool:
+    """Whether a study-C job loads a model: generate_responses only for a generator of kind
+    model or tuned (a zoo generator's responses are a data set column, gold/wordy/noisy/shuffled
+    transform the pool); score_rewards only if a reward model is a classifier (kind dataset reads
+    the zoo's score fields, checker is a rule); measure_responses and answer_benchmarks always."""
+    if rule == "generate_responses":
+        return grid.generators[name] is not None
+    if rule == "score_rewards":
+        return any(r["kind"] == "classifier"
+                   for r in grid.cfg["studies"].get("teachers", {}).get("reward_models", {}).values())
+    return True
+
+
+def teachers_resources(grid: Grid, rule: str, name: str | None = None) -> dict:
+    """Scheduler resources of a study-C job: resources.evaluate where it runs a model, else
+    resources.data (no GPU; its partition, or the profile's default partition where unset)."""
+    res = grid.cfg["resources"]["evaluate" if teachers_runs_a_model(grid, rule, name) else "data"]
+    out = {"mem_mb": res.get("mem_mb", 4000), "runtime": res.get("runtime", 60),
+           "cpus_per_task": res.get("cpus_per_task", 1), "gpu": res["gpus"]}
+    if res["gpus"] and "gpu_model" in res:
+        out["gpu_model"] = res["gpu_model"]
+    if "partition" in res:
+        out["slurm_partition"] = res["partition"]
+    return out
+
+
 # ---- study D: behavior shift ---------------------------------------------------------------
 def behavior_prompt_count(cfg: dict) -> int:
     """Prompts of study D (for the runtime estimate and shard sizes)."""

@@ -5,8 +5,10 @@
 Per rule, study and partition: jobs, GPUs per job, GPU-hours, wall time at the configured
 concurrency, peak checkpoint disk and exported model disk; then the totals and the largest
 single job. Each job's GPUs, memory and runtime come from the functions the rules call
-(itlab.grid.tune_resources, eval_resources, behavior_resources and the rules' resources.*),
-so the plan is what the Slurm jobs request.
+(itlab.grid.tune_resources, eval_resources, teachers_resources, behavior_resources), so the
+plan is what the Slurm jobs request. Jobs that would be killed at their time limit
+(runtime_errors: an evaluation estimated past its runtime, a runtime over its partition's
+plan.partition_limits) are printed as errors, exit status 1; the workflow refuses them too.
 
 Estimates (config key ``plan``; defaults in the schema say where they come from):
 
@@ -146,21 +148,23 @@ def eval_items(grid: g.Grid, task: str, settings: dict) -> int:
     return min(settings["max_items_per_task"], cfg["data"]["splits"]["test"])
 
 
-def eval_jobs(grid: g.Grid) -> list[Job]:
-    out = []
+def eval_job(grid: g.Grid, model: str) -> Job:
     p = grid.cfg["plan"]
-    for model, job in grid.evals.items():
-        res = g.eval_resources(grid, model)
-        gpus = int(res["gpu"] or 0)
-        settings = {**grid.cfg["evaluation"], **grid.cfg["evaluation_by_study"].get(job.study, {})}
-        items = sum(eval_items(grid, t, settings) for t, _ in job.items)
-        n = g.param_count(grid.cfg, grid.base_models[grid.model_meta(model)["base_model"]])
-        tokens = items * (p["eval_prompt_tokens"] + settings["max_new_tokens"])
-        spec = gpu_spec(grid.cfg, res.get("gpu_model"))
-        gpu_hours = tokens * 2 * n / (spec["peak_tflops"] * 1e12 * p["eval_mfu"]) / 3600 if gpus else 0.0
-        out.append(Job("evaluate_model", job.study, model, gpus, 1, res["mem_mb"], res["runtime"],
-                       res.get("slurm_partition") or "", gpu_hours, "flops", extra={"items": items, "tokens": tokens}))
-    return out
+    job = grid.evals[model]
+    res = g.eval_resources(grid, model)
+    gpus = int(res["gpu"] or 0)
+    settings = {**grid.cfg["evaluation"], **grid.cfg["evaluation_by_study"].get(job.study, {})}
+    items = sum(eval_items(grid, t, settings) for t, _ in job.items)
+    n = g.param_count(grid.cfg, grid.base_models[grid.model_meta(model)["base_model"]])
+    tokens = items * (p["eval_prompt_tokens"] + settings["max_new_tokens"])
+    spec = gpu_spec(grid.cfg, res.get("gpu_model"))
+    gpu_hours = tokens * 2 * n / (spec["peak_tflops"] * 1e12 * p["eval_mfu"]) / 3600 if gpus else 0.0
+    return Job("evaluate_model", job.study, model, gpus, 1, res["mem_mb"], res["runtime"],
+               res.get("slurm_partition") or "", gpu_hours, "flops", extra={"items": items, "tokens": tokens})
+
+
+def eval_jobs(grid: g.Grid) -> list[Job]:
+    return [eval_job(grid, model) for model in grid.evals]
 
 
 def _requested(rule, study, name, res: dict, gpus_key="gpus") -> Job:
@@ -176,15 +180,16 @@ def other_jobs(grid: g.Grid) -> list[Job]:
         if bm.source == "build" and cfg["sizes"][bm.size].get("pretrain_tokens", 0) > 0:
             out.append(_requested("pretrain_model", "", base, cfg["resources"]["pretrain"]))
     if "teachers" in cfg["studies"]:
-        ev = cfg["resources"]["evaluate"]
-        for gen in grid.generators:
-            out.append(_requested("generate_responses", "teachers", gen, ev))
-            out.append(_requested("score_rewards", "teachers", gen, ev))
+        for gen in grid.generators:  # a zoo generator runs no model: no GPU (teachers_runs_a_model)
+            for rule in ("generate_responses", "score_rewards"):
+                out.append(_requested(rule, "teachers", gen, g.teachers_resources(grid, rule, gen), "gpu"))
         s = cfg["studies"]["teachers"]
         for scorer in s["students"] + ["reference"]:
-            out.append(_requested("measure_responses", "teachers", scorer, ev))
+            out.append(_requested("measure_responses", "teachers", scorer,
+                                  g.teachers_resources(grid, "measure_responses"), "gpu"))
         for model in grid.teacher_runs():
-            out.append(_requested("answer_benchmarks", "teachers", model, ev))
+            out.append(_requested("answer_benchmarks", "teachers", model,
+                                  g.teachers_resources(grid, "answer_benchmarks"), "gpu"))
     if "behavior_shift" in cfg["studies"]:
         shards = cfg["studies"]["behavior_shift"]["shards"]
         for pair in sorted(grid.behavior_pairs):
@@ -197,6 +202,60 @@ def other_jobs(grid: g.Grid) -> list[Job]:
                 out.append(_requested("explain_weights", "behavior_shift", f"{pair}/{side}",
                                       {**w, "partition": w.get("slurm_partition")}, "gpu"))
     return out
+
+
+def eval_runtime_key(grid: g.Grid, model: str) -> str:
+    """The config key an evaluation job's runtime comes from (itlab.grid.eval_resources)."""
+    size = grid.base_models[grid.model_meta(model)["base_model"]].size
+    own = "evaluate_resources" in grid.cfg["sizes"][size]
+    return f"sizes.{size}.evaluate_resources.runtime" if own else "resources.evaluate.runtime"
+
+
+def _resource_blocks(cfg: dict):
+    """(key, resources) of every resources block of the config."""
+    for size, spec in cfg["sizes"].items():
+        for name in ("resources", "evaluate_resources"):
+            if name in spec:
+                yield f"sizes.{size}.{name}", spec[name]
+    for name, res in cfg["resources"].items():
+        yield f"resources.{name}", res
+
+
+def runtime_errors(grid: g.Grid) -> list[tuple[str, str]]:
+    """(config key, message) of every job that would be killed at its time limit, before any
+    job runs (rules/common.smk fails the workflow on them; the plan prints them):
+
+    - an evaluation job estimated to run past its requested runtime (it does not resume; a
+      tuning job does, from its checkpoint: the plan only warns about those);
+    - a runtime above its partition's limit (plan.partition_limits), which Slurm rejects or
+      never starts.
+    An evaluation on a GPU model without a plan.gpu_models entry is not estimated."""
+    from itlab.config import ConfigError
+
+    cfg, out = grid.cfg, []
+    for model in grid.evals:
+        try:
+            job = eval_job(grid, model)
+        except ConfigError:
+            continue
+        if job.gpus and job.hours * 60 > job.runtime_min:
+            out.append((eval_runtime_key(grid, model),
+                        f"{job.runtime_min} min, but evaluate_model {model} is estimated at ~{job.hours * 60:.0f} min "
+                        f"({job.extra['tokens']:,} tokens at plan.eval_mfu; python -m itlab.plan): raise it"))
+    limits = cfg["plan"]["partition_limits"]
+    blocks = list(_resource_blocks(cfg))
+    if "behavior_shift" in cfg["studies"]:
+        res = cfg["studies"]["behavior_shift"]["resources"]
+        for pair in sorted(grid.behavior_pairs):
+            for kind in ("attribution", "weights"):
+                r = g.behavior_resources(grid, pair, kind)
+                blocks.append(("studies.behavior_shift.resources", {"runtime": r["runtime"], **res}))
+    for key, res in blocks:
+        part, runtime = res.get("partition"), res.get("runtime", 60)
+        if part in limits and runtime > limits[part]:
+            out.append((f"{key}.runtime", f"{runtime} min exceeds partition {part!r}'s limit of {limits[part]} min "
+                                          f"(plan.partition_limits.{part})"))
+    return list(dict.fromkeys(out))
 
 
 def mirror_gb(grid: g.Grid) -> float:
@@ -272,11 +331,13 @@ def render(cfg: dict, jobs: list[Job], concurrent: int, gpus: int = 0) -> str:
     big = max(jobs, key=lambda j: (j.gpu_hours, j.gpus))
     lines.append(f"largest job: {big.rule} {big.name}: {big.gpus} GPU(s) on {big.nodes} node(s), {big.mem_mb} MB/node, "
                  f"{big.gpu_hours:,.1f} GPU-h (~{big.hours:,.1f} h; requested {big.runtime_min / 60:,.1f} h)")
-    over = [j for j in jobs if j.estimate == "flops" and j.gpus and j.hours * 60 > j.runtime_min]
+    over = [j for j in jobs if j.rule == "tune_model" and j.gpus and j.hours * 60 > j.runtime_min]
     if over:
-        lines.append(f"warning: {len(over)} job(s) are estimated to run past their requested runtime (a tuning "
-                     f"job requeues from its checkpoint; any other is killed: raise its runtime), e.g. "
-                     f"{over[0].rule} {over[0].name} (~{over[0].hours:.1f} h vs {over[0].runtime_min / 60:.1f} h)")
+        lines.append(f"warning: {len(over)} tuning job(s) are estimated to run past their requested runtime (each "
+                     f"requeues from its checkpoint at the limit), e.g. {over[0].name} "
+                     f"(~{over[0].hours:.1f} h vs {over[0].runtime_min / 60:.1f} h)")
+    for key, message in runtime_errors(g.Grid(cfg)):
+        lines.append(f"error: config key '{key}': {message}")
     return "\n".join(lines)
 
 
@@ -322,7 +383,8 @@ def main(argv=None) -> int:
         print(f"itlab: error: {err}", file=sys.stderr)
         return 1
     concurrent = opt.jobs or profile_jobs()
-    print(render(cfg, jobs, concurrent, opt.gpus))
+    text = render(cfg, jobs, concurrent, opt.gpus)
+    print(text)
     if opt.tsv:
         cols = ["rule", "study", "name", "gpus", "nodes", "mem_mb", "runtime_min", "partition", "gpu_hours", "estimate",
                 "checkpoint_gb", "model_gb"]
@@ -330,7 +392,7 @@ def main(argv=None) -> int:
             fh.write("\t".join(cols) + "\n")
             for j in jobs:
                 fh.write("\t".join(str(getattr(j, c)) for c in cols) + "\n")
-    return 0
+    return 1 if "\nerror: " in text else 0  # the workflow refuses these configs too
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from itlab.grid import (  # noqa: E402
     scaling_sizes,
     synthetic_tasks,
     task_cluster,
+    teachers_resources,
     tune_arguments,
     tune_launch,
     tune_resources,
@@ -33,6 +34,11 @@ _validated = validate_config(config, base_dir=workflow.basedir)
 config.clear()
 config.update(_validated)
 GRID = Grid(config)
+from itlab.plan import runtime_errors  # noqa: E402
+
+# jobs that would be killed at their time limit: an error before any job (python -m itlab.plan)
+for _key, _message in runtime_errors(GRID):
+    raise SystemExit(f"itlab: error: config key '{_key}': {_message}")
 R = config["results_dir"]
 ENVS = "../envs"
 
@@ -49,6 +55,23 @@ try:  # templates against the schemas of data sets already mirrored: before any 
     hub.check_mirrored_templates(config)
 except hub.HubError as err:
     raise SystemExit(f"itlab: error: {err}")
+
+
+try:
+    from snakemake.common import overwrite_function_params as _given_params
+except ImportError:  # another Snakemake: it inspects the function itself
+
+    def _given_params(func, params):
+        pass
+
+
+def signed(func):
+    """A job function whose signature Snakemake is told once (else it runs
+    inspect.signature on each call, much of a dry-run's cost per job)."""
+    import inspect
+
+    _given_params(func, inspect.signature(func).parameters)
+    return func
 
 
 def entry_pattern(entries):
@@ -145,6 +168,7 @@ def pretrain_inputs(wildcards):
     }
 
 
+@signed
 def tune_inputs(wildcards):
     run = GRID.runs[wildcards.run]
     return {
@@ -153,42 +177,65 @@ def tune_inputs(wildcards):
     }
 
 
+@signed
 def tune_params(wildcards):
     return tune_arguments(GRID, wildcards.run)
 
 
-# (kind, job) -> resources: computed once per job, not once per resource
-_RESOURCES = {}
+@signed
+def tune_launch_params(wildcards):
+    return tune_launch(GRID, wildcards.run)
 
 
-def tune_resource(name, default=None):
-    def get(wildcards):
-        key = ("tune", wildcards.run)
-        if key not in _RESOURCES:
-            _RESOURCES[key] = tune_resources(GRID, wildcards.run)
-        return _RESOURCES[key].get(name, default)
+def per_job(values, wildcard):
+    """A directive's value from {wildcard value -> value} over every job of the grid; the plain
+    value where all jobs share it (Snakemake evaluates no function for it; a dry-run's cost
+    is mostly its per-function cost), else a function of the job's wildcard."""
+    distinct = {json.dumps(v, sort_keys=True) for v in values.values()}
+    if len(distinct) <= 1:
+        return next(iter(values.values()), None)
+    return signed(lambda wildcards: values[getattr(wildcards, wildcard)])
 
-    return get
+
+def grid_resources(compute, keys, wildcard, defaults=None):
+    """Resources of the jobs, one per key, as ``compute(key)`` gives them (the
+    function itlab.plan calls too) once per job at parse time; a resource no job asks for is
+    left out, one all jobs ask the same is a plain value (per_job)."""
+    table = {k: {**(defaults or {}), **compute(k)} for k in keys}
+    names = sorted({n for r in table.values() for n in r})
+    out = {}
+    for name in names:
+        values = {k: r.get(name) for k, r in table.items()}
+        if any(v is not None for v in values.values()):
+            out[name] = per_job(values, wildcard)
+    return out
+
+
+def tune_rule_resources():
+    return grid_resources(
+        lambda run: tune_resources(GRID, run), GRID.runs, "run", {"gpu": 0}
+    )
+
+
+def tune_rule_threads():
+    return per_job(
+        {run: tune_launch(GRID, run)["processes"] for run in GRID.runs}, "run"
+    )
 
 
 def eval_job(wildcards):
     return GRID.evals[wildcards.model]
 
 
-def eval_resource(name):
-    def get(wildcards):
-        key = ("eval", wildcards.model)
-        if key not in _RESOURCES:
-            _RESOURCES[key] = eval_resources(GRID, wildcards.model)
-        return _RESOURCES[key].get(name)
-
-    return get
+def eval_rule_resources():
+    return grid_resources(lambda m: eval_resources(GRID, m), GRID.evals, "model")
 
 
 def lm_eval_task(task):
     return config["data"]["hub_tasks"].get(task, {}).get("lm_eval_task")
 
 
+@signed
 def eval_inputs(wildcards):
     job = eval_job(wildcards)
     files = [
@@ -205,6 +252,7 @@ def eval_inputs(wildcards):
     }
 
 
+@signed
 def harness_folders(wildcards):
     """lm-eval harness task -> its mirrored data set folder, for this evaluation job."""
     tasks = {lm_eval_task(t) for t, _ in eval_job(wildcards).items if lm_eval_task(t)}
@@ -215,6 +263,7 @@ def harness_folders(wildcards):
     }
 
 
+@signed
 def eval_params(wildcards):
     """Everything that defines an evaluation's result: a change reruns only affected jobs."""
     job = eval_job(wildcards)
@@ -289,6 +338,7 @@ def teacher_generators():
     return sorted(teachers_study().get("generators", {}))
 
 
+@signed
 def generator_spec(wildcards):
     """A generator's settings, with the study's generation defaults filled in."""
     s = teachers_study()
@@ -297,6 +347,16 @@ def generator_spec(wildcards):
     if g["kind"] == "dataset":  # read from the mirror
         g["location"] = teachers_hub.dataset_dir(config, g["dataset"])
     return g
+
+
+def generate_rule_resources():
+    """generate_responses: resources.evaluate for generators that run a model, resources.data
+    (no GPU) for those read from a data set (itlab.grid.teachers_resources)."""
+    return grid_resources(
+        lambda gen: teachers_resources(GRID, "generate_responses", gen),
+        GRID.generators,
+        "generator",
+    )
 
 
 def instruction_tasks():
@@ -318,6 +378,7 @@ def model_location(key):
     return teachers_hub.model_dir(config, key), teachers_hub.model_manifest(config, key)
 
 
+@signed
 def generate_inputs(wildcards):
     out = {}
     spec = teachers_study()["generators"][wildcards.generator]
@@ -333,6 +394,7 @@ def generate_inputs(wildcards):
     return out
 
 
+@signed
 def generator_model_dir(wildcards):
     model = GRID.generators[wildcards.generator]
     return model_location(model)[0] if model else None
@@ -511,6 +573,7 @@ def behavior_prompt_params():
     }
 
 
+@signed
 def behavior_model_inputs(wildcards):
     ref = GRID.behavior_pairs[wildcards.pair][wildcards.side]
     out = {"prompts": f"{R}/data/behavior_shift/prompts.jsonl", "model": list(ref.done)}
@@ -536,6 +599,7 @@ def _behavior_model(wildcards):
     }
 
 
+@signed
 def behavior_attribute_params(wildcards):
     s = behavior_study()
     rated = (

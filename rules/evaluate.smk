@@ -15,12 +15,7 @@ rule evaluate_model:
         f"{ENVS}/eval.yaml"
     threads: 1
     resources:
-        mem_mb=eval_resource("mem_mb"),
-        runtime=eval_resource("runtime"),
-        gpu=eval_resource("gpu"),
-        gpu_model=eval_resource("gpu_model"),
-        cpus_per_task=eval_resource("cpus_per_task"),
-        slurm_partition=eval_resource("slurm_partition"),
+        **eval_rule_resources(),
     params:
         spec=eval_params,
         trust_remote_code=config["trust_remote_code"],

@@ -45,9 +45,7 @@ rule generate_responses:
         f"{ENVS}/eval.yaml"
     threads: 1
     resources:
-        mem_mb=config["resources"]["evaluate"].get("mem_mb", 4000),
-        runtime=config["resources"]["evaluate"].get("runtime", 60),
-        gpu=config["resources"]["evaluate"].get("gpus", 0),
+        **generate_rule_resources(),
     params:
         spec=generator_spec,
         model_dir=generator_model_dir,
@@ -70,7 +68,7 @@ rule score_rewards:
         f"{ENVS}/eval.yaml"
     threads: 1
     resources:
-        gpu=config["resources"]["evaluate"].get("gpus", 0),
+        **teachers_resources(GRID, "score_rewards"),
     params:
         reward_models=reward_models_resolved(),
         trust_remote_code=config["trust_remote_code"],
@@ -92,7 +90,7 @@ rule measure_responses:
         f"{ENVS}/eval.yaml"
     threads: 1
     resources:
-        gpu=config["resources"]["evaluate"].get("gpus", 0),
+        **teachers_resources(GRID, "measure_responses"),
     params:
         model_dir=lambda wildcards: model_location(scorer_key(wildcards.scorer))[0],
         generators=teacher_generators(),
@@ -115,7 +113,7 @@ rule answer_benchmarks:
         f"{ENVS}/eval.yaml"
     threads: 1
     resources:
-        gpu=config["resources"]["evaluate"].get("gpus", 0),
+        **teachers_resources(GRID, "answer_benchmarks"),
     params:
         model_dir=lambda wildcards: GRID.model_dir(f"tuned/{wildcards.run}"),
         judge=judge_resolved(),

@@ -20,21 +20,11 @@ rule tune_model:
         f"{R}/benchmarks/tune_model/{{run}}.tsv"
     conda:
         f"{ENVS}/train.yaml"
-    threads: lambda wildcards: tune_launch(GRID, wildcards.run)["processes"]
+    threads: tune_rule_threads()
     resources:
-        mem_mb=tune_resource("mem_mb"),
-        runtime=tune_resource("runtime"),
-        nodes=tune_resource("nodes"),
-        tasks=tune_resource("tasks"),
-        gpu=tune_resource("gpu", 0),
-        cpus_per_task=tune_resource("cpus_per_task"),
-        slurm_partition=tune_resource("slurm_partition"),
-        gpu_model=tune_resource("gpu_model"),
-        gres=tune_resource("gres"),
-        slurm_extra=tune_resource("slurm_extra"),
-        checkpoint_mb=tune_resource("checkpoint_mb"),
+        **tune_rule_resources(),
     params:
         args=tune_params,
-        launch=lambda wildcards: tune_launch(GRID, wildcards.run),
+        launch=tune_launch_params,
     script:
         "../scripts/tune_model.py"

@@ -75,3 +75,112 @@ def test_plan_of_the_union_covers_every_study_and_sums_its_parts():
     for name, study in [("inherent-limits", "inherent_limits"), ("scaling", "scaling"), ("teachers", "teachers")]:
         own = sum(j.gpu_hours for j in plan.plan_jobs(_cfg(name)) if j.rule == "tune_model")
         assert sum(j.gpu_hours for j in union if j.rule == "tune_model" and j.study == study) == pytest.approx(own, rel=1e-12)
+
+
+def _dry_run_resources(stdout: str, rules: tuple) -> dict:
+    """(rule, first wildcard value or None) -> resources of each job a dry-run lists."""
+    out = {}
+    for block in re.split(r"\n\[[^\]]+\]\n", stdout):
+        m = re.match(r"\s*(?:local)?rule (\w+):", block)
+        if m and m.group(1) in rules:
+            wc = re.search(r"wildcards: \w+=(\S+)", block)
+            r = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)$", block, re.M).group(1).split(", "))
+            out[(m.group(1), wc.group(1) if wc else None)] = r
+    return out
+
+
+def _teachers_with_a_model_generator():
+    """Study C's paper config plus one generator that answers the pool itself (kind model)."""
+    cfg = yaml.safe_load((ROOT / "experiments/teachers.yaml").read_text())
+    cfg["studies"]["teachers"]["generators"]["qwen2-1.5b-live"] = {
+        "kind": "model", "model": "Qwen/Qwen2-1.5B-Instruct", "family": "qwen2", "size_b": 1.5}
+    return cfg
+
+
+TEACHER_RULES = ("generate_responses", "score_rewards", "measure_responses", "answer_benchmarks")
+
+
+def test_jobs_that_run_no_model_request_no_gpu():
+    """Study C: a zoo generator's responses and rewards are read from a data set column (no GPU,
+    the CPU partition); a generator of kind model runs one (the evaluation GPU)."""
+    cfg = validate(_teachers_with_a_model_generator(), ROOT)
+    jobs = {(j.rule, j.name): j for j in plan.plan_jobs(cfg) if j.rule in TEACHER_RULES}
+    zoo = [n for n, s in cfg["studies"]["teachers"]["generators"].items() if s["kind"] == "dataset"]
+    assert len(zoo) == 19
+    for gen in zoo:
+        for rule in ("generate_responses", "score_rewards"):
+            assert (jobs[(rule, gen)].gpus, jobs[(rule, gen)].gpu_hours, jobs[(rule, gen)].partition) == (0, 0, "cpu")
+    live = jobs[("generate_responses", "qwen2-1.5b-live")]
+    assert (live.gpus, live.partition) == (1, "gpu") and live.gpu_hours > 0
+    # its responses are scored by the zoo's dataset reward models: a data-set read, no GPU
+    assert jobs[("score_rewards", "qwen2-1.5b-live")].gpus == 0
+    # a classifier reward model runs on every generator's responses: the GPU again
+    cfg["studies"]["teachers"]["reward_models"]["armorm_live"] = {"kind": "classifier", "model": "RLHFlow/ArmoRM-Llama3-8B-v0.1"}
+    assert {j.gpus for j in plan.plan_jobs(cfg) if j.rule == "score_rewards"} == {1}
+    # every student and the reference are scored under a model: the GPU
+    assert {jobs[k].gpus for k in jobs if k[0] in ("measure_responses", "answer_benchmarks")} == {1}
+
+
+@pytest.mark.slow
+def test_plan_resources_of_study_c_equal_what_the_rules_request(tmp_path):
+    cfg = _teachers_with_a_model_generator()
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "teachers.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    requested = _dry_run_resources(res.stdout, TEACHER_RULES)
+    jobs = [j for j in plan.plan_jobs(validate(cfg, ROOT)) if j.rule in TEACHER_RULES]
+    # measure_responses, answer_benchmarks: the wildcard is the scorer / run (the plan names runs tuned/<run>)
+    assert len(jobs) == len(requested) == 20 * 2 + 6 + 100
+    assert requested[("generate_responses", "qwen2-7b")]["gpu"] == "0"
+    assert requested[("generate_responses", "qwen2-1.5b-live")]["gpu"] == "1"
+    for j in jobs:
+        r = requested[(j.rule, j.name.removeprefix("tuned/"))]
+        assert (j.gpus, j.mem_mb, j.runtime_min, j.partition) == (
+            int(r.get("gpu", 0)), int(r["mem_mb"]), int(r["runtime"]), r.get("slurm_partition", "")), (j.rule, j.name)
+
+
+def _inherent_limits_before_the_fix():
+    """Study A as it was: the 13B evaluated on resources.evaluate (one A100, 10 h)."""
+    cfg = yaml.safe_load((ROOT / "experiments/inherent-limits.yaml").read_text())
+    cfg["sizes"]["13b"].pop("evaluate_resources", None)
+    return cfg
+
+
+def test_an_evaluation_estimated_past_its_runtime_is_an_error_naming_the_key():
+    from itlab import grid as g
+
+    errors = plan.runtime_errors(g.Grid(validate(_inherent_limits_before_the_fix(), ROOT)))
+    assert [k for k, _ in errors] == ["resources.evaluate.runtime"]
+    # the base 13B: 21 tasks x 2 conditions, at most 2,500 items each, 256 prompt + 200 new
+    # tokens an item; 2 N FLOPs a token at 312 TFLOP/s x eval_mfu 0.1 = ~11.1 h > 600 min
+    assert "evaluate_model base/llama2-13b is estimated at ~665 min" in errors[0][1]
+    assert 47_880_000 * 2 * 13e9 / (312e12 * 0.1) / 60 == pytest.approx(665, abs=0.5)
+    # the shipped configs: nothing estimated past its limit
+    for name in ("inherent-limits", "scaling", "diversity", "teachers", "behavior-shift", "all-studies"):
+        assert plan.runtime_errors(g.Grid(_cfg(name))) == [], name
+
+
+def test_a_runtime_over_its_partitions_limit_is_an_error_naming_the_key(capsys):
+    from itlab import grid as g
+
+    cfg = yaml.safe_load((ROOT / "experiments/inherent-limits.yaml").read_text())
+    cfg["plan"] = {"partition_limits": {"gpu": 1440, "cpu": 10}}
+    keys = [k for k, _ in plan.runtime_errors(g.Grid(validate(cfg, ROOT)))]
+    assert keys == ["sizes.70b.resources.runtime"]  # the 70B QLoRA asks 2,880 min; its evaluation 1,440
+    # the plan prints it and exits 1
+    assert plan.main(["--configfile", "experiments/inherent-limits.yaml", "--config", "plan.partition_limits={gpu: 1440}"]) == 1
+    assert "error: config key 'sizes.70b.resources.runtime': 2880 min exceeds partition 'gpu'" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_workflow_refuses_a_job_that_would_be_killed_before_any_job(tmp_path):
+    cfg = _inherent_limits_before_the_fix()
+    cfg["results_dir"] = str(tmp_path / "results")
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    assert res.returncode != 0
+    assert "config key 'resources.evaluate.runtime'" in res.stderr and "base/llama2-13b" in res.stderr
+    assert not (tmp_path / "results").exists()
