@@ -602,7 +602,11 @@ def behavior_resources(grid: Grid, pair: str, kind: str) -> dict:
     out = {"mem_mb": res["mem_mb"], "runtime": res.get("runtime", minutes), "cpus_per_task": 2}
     if kind == "weights":  # on CPU: fp32 load, one SVD per layer, E x W_q / W_k per head (~10 min per 1B)
         out["runtime"] = res.get("runtime", max(10, int(10 * params / 1e9)))
-    elif res["gpus"]:
+        # a CPU job: resources.data's partition (else the profile's default), not the GPU one
+        if "partition" in grid.cfg["resources"].get("data", {}):
+            out["slurm_partition"] = grid.cfg["resources"]["data"]["partition"]
+        return out
+    if res["gpus"]:
         out["gpu"] = res["gpus"]
         if "gpu_model" in res:
             out["gpu_model"] = res["gpu_model"]

@@ -633,11 +633,15 @@ def behavior_weights_params(wildcards):
     }
 
 
-def behavior_resource(kind, name, default=None):
-    def get(wildcards):
-        return behavior_resources(GRID, wildcards.pair, kind).get(name, default)
-
-    return get
+def behavior_rule_resources(kind):
+    """Resources of study D's jobs of ``kind`` (attribution, weights), per pair: all of what
+    itlab.grid.behavior_resources gives (GPU model and partition included)."""
+    return grid_resources(
+        lambda pair: behavior_resources(GRID, pair, kind),
+        GRID.behavior_pairs,
+        "pair",
+        {"gpu": 0} if kind == "attribution" else None,
+    )
 
 
 def behavior_analysis_inputs(wildcards):

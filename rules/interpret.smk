@@ -55,10 +55,7 @@ rule attribute_responses:
     conda:
         f"{ENVS}/eval.yaml"
     resources:
-        mem_mb=behavior_resource("attribution", "mem_mb"),
-        runtime=behavior_resource("attribution", "runtime"),
-        cpus_per_task=behavior_resource("attribution", "cpus_per_task"),
-        gpu=behavior_resource("attribution", "gpu", 0),
+        **behavior_rule_resources("attribution"),
     params:
         job=behavior_attribute_params,
     script:
@@ -79,9 +76,7 @@ rule explain_weights:
     conda:
         f"{ENVS}/eval.yaml"
     resources:
-        mem_mb=behavior_resource("weights", "mem_mb"),
-        runtime=behavior_resource("weights", "runtime"),
-        cpus_per_task=behavior_resource("weights", "cpus_per_task"),
+        **behavior_rule_resources("weights"),
     params:
         job=behavior_weights_params,
     script:
