@@ -34,6 +34,14 @@ if _reason and REQUIRED:
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
 
 PROFILE = ["--profile", "profiles/slurm", "--workflow-profile", "tests/slurm-profile"]
+# snakemake with the plugin's status checks at most 2 s apart (its back-off to 180 s made the
+# chain wait for polls, not for Slurm): tests/slurm_snakemake.py
+SLURM_SNAKEMAKE = [sys.executable, str(ROOT / "tests/slurm_snakemake.py")]
+
+
+def _slurm_snakemake(*args, timeout=600, env=None):
+    return subprocess.run(SLURM_SNAKEMAKE + list(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def _config(tmp_path, **changes) -> tuple[dict, Path]:
@@ -79,7 +87,7 @@ def test_chain_with_tuning_job_cancelled_before_any_checkpoint_resumes(tmp_path)
     root = tmp_path / "results"
     run = "llama-s__mix-all__default__seed-1"
     run_dir = root / "tuned" / run
-    cmd = [sys.executable, "-m", "snakemake", *_slurm_args(tmp_path), "--configfile", str(path)]
+    cmd = [*SLURM_SNAKEMAKE, *_slurm_args(tmp_path), "--configfile", str(path)]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline, cancelled, seen = time.time() + 600, None, 0
     while time.time() < deadline and first.poll() is None:
@@ -98,7 +106,7 @@ def test_chain_with_tuning_job_cancelled_before_any_checkpoint_resumes(tmp_path)
     saved = _checkpoints(run_dir)
     assert len(saved) == 1 and int(saved[0].split("-")[1]) >= seen, (saved, seen)
 
-    second = snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=1500)
+    second = _slurm_snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=1500)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     log = (root / "logs/tune_model" / f"{run}.log").read_text()
     step = int(saved[0].split("-")[1])
@@ -140,7 +148,7 @@ def test_two_node_tuning_run_warned_requeues_itself_resumes_and_exports(tmp_path
                      "--cores", "1", "--configfile", str(path), timeout=900)
     assert prep.returncode == 0, prep.stderr[-3000:]
     target = f"{root}/tuned/{run}/DONE.json"
-    cmd = [sys.executable, "-m", "snakemake", target, *_slurm_args(tmp_path), "--configfile", str(path)]
+    cmd = [*SLURM_SNAKEMAKE, target, *_slurm_args(tmp_path), "--configfile", str(path)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline, warned, seen = time.time() + 600, None, 0
     while time.time() < deadline and proc.poll() is None:
@@ -187,7 +195,7 @@ def test_sbatch_arguments_of_a_multi_gpu_tuning_job(tmp_path):
     target = f"{cfg['results_dir']}/tuned/llama2-7b__mix-all__default__seed-1/DONE.json"
     prep = snakemake(f"{cfg['results_dir']}/data/trainsets/mix-all.jsonl", "--cores", "1", "--configfile", str(path))
     assert prep.returncode == 0, prep.stderr[-3000:]
-    res = snakemake(target, *_slurm_args(tmp_path), "--verbose", "--configfile", str(path), timeout=300)
+    res = _slurm_snakemake(target, *_slurm_args(tmp_path), "--verbose", "--configfile", str(path), timeout=300)
     line = next(l for l in (res.stdout + res.stderr).splitlines() if "sbatch call:" in l)
     assert "--gpus=a100:4" in line
     assert "--cpus-per-task=32" in line and "--mem 256000" in line and "-t 720" in line
@@ -205,7 +213,7 @@ def test_failing_job_fails_the_run_and_shows_its_log(tmp_path):
     cfg["base_models"] = {"ghost": ["s"]}
     path = write_config(tmp_path, cfg)
     target = f"{cfg['results_dir']}/eval/base/ghost-s/scores.tsv"
-    res = snakemake(target, *_slurm_args(tmp_path), "--configfile", str(path), timeout=600,
+    res = _slurm_snakemake(target, *_slurm_args(tmp_path), "--configfile", str(path), timeout=600,
                     env={"HF_HUB_OFFLINE": "1"})
     out = res.stdout + res.stderr
     assert res.returncode != 0

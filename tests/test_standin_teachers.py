@@ -45,7 +45,7 @@ def test_standin_teachers(tmp_path):
     assert len(live) == 8 and live["reward:skywork_llama_live"].notna().all()  # the classifier scored them
     assert zoo["reward:skywork_gemma"].notna().all() and zoo["reward:skywork_llama_live"].notna().all()
     judged = pd.concat([pd.read_csv(p, sep="\t") for p in (root / "judge/tuned").glob("*/scores.tsv")])
-    assert len(judged) == 6 * 2 and (judged.n == 4).all() and (judged.n_judged == judged.n).all()
+    assert len(judged) == 3 * 2 and (judged.n == 4).all() and (judged.n_judged == judged.n).all()
     assert judged.score.between(0, 100).all()
     summary = (root / "studies/teachers/summary.md").read_text()
     assert "## Spearman rho of each metric vs AP, across generators" in summary
@@ -54,7 +54,7 @@ def test_standin_teachers(tmp_path):
     table = pd.read_csv(root / "studies/teachers/table.tsv", sep="\t")
     assert table.groupby("student").ap.nunique().min() > 1  # teachers made different students
     car = rho[(rho.metric == "car") & (rho.student != "average")]
-    assert len(car) == 2 and car.rho.between(-1, 1).all() and (car.n_generators == 3).all()
+    assert len(car) == 1 and car.rho.between(-1, 1).all() and (car.n_generators == 3).all()
 
 
 def _merged(*paths):
@@ -75,7 +75,7 @@ def test_overlay_thins_generators_and_mirrors_what_study_c_reads():
 
     cfg = validate(_merged("experiments/teachers.yaml", "experiments/standin/teachers.yaml"))
     assert sorted(cfg["studies"]["teachers"]["generators"]) == ["qwen2-1.5b", "qwen2-1.5b-live", "qwen2-72b"]
-    assert len(Grid(cfg).teacher_runs()) == 2 * 3
+    assert len(Grid(cfg).teacher_runs()) == 1 * 3
     models = {e["id"] for e in teachers_hub.mirror_models(cfg).values()}
     assert models == {"openai-community/gpt2", "Qwen/Qwen2-1.5B-Instruct", "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
                       "meta-llama/Meta-Llama-3-70B-Instruct"}

@@ -150,15 +150,13 @@ def test_changing_the_recipe_reruns_tuning_only_downstream(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_changing_checkpointing_reruns_no_tuning(tmp_path):
+def test_changing_checkpointing_reruns_no_tuning(tiny_run, tmp_path):
     """checkpoint_every and keep_checkpoints say how a run is saved, not what it computes:
-    after a finished run, changing them schedules no tuning job (a learning rate does)."""
-    cfg = yaml.safe_load((ROOT / "tests/configs/tiny.yaml").read_text())
-    cfg["results_dir"] = str(tmp_path / "results")
-    cfg["base_models"] = {"llama": ["s"]}
+    after a finished run (the tiny grid's), changing them schedules no tuning job (a learning
+    rate does)."""
+    _, cfg, _ = tiny_run
     target = f"{cfg['results_dir']}/tuned/llama-s__mix-all__default__seed-1/DONE.json"
-    res = snakemake(target, "--cores", "2", "--configfile", str(write_config(tmp_path, cfg)), timeout=900)
-    assert res.returncode == 0, res.stderr[-5000:]
+    assert (Path(target).parent / "model").is_dir()  # finished
 
     def dry_run(recipe_change):
         changed = json.loads(json.dumps(cfg))
