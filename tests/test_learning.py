@@ -1,12 +1,13 @@
 """The embedded ladder's mechanism on a seeded tiny run: a base model that cannot answer
-``first_last`` is tuned through the real launcher and loop (character tokenizer, chat
+``uppercase`` is tuned through the real launcher and loop (character tokenizer, chat
 template, packing, loss on responses) and afterwards answers a test split it never saw.
 
-first_last needs the model to find WHICH letters of the prompt are the argument. The task
-templates put the argument in a delimited slot at the start of the prompt; written inside the
-prose instead (``Which letters start and end fcfh?``, letters shared with the prose words) a
-model this size stays at ln 8 nats per answer letter (uniform over the alphabet) for
-hundreds of steps: the second test pins that the template, not luck, makes the difference."""
+The task needs the model to find WHICH letters of the prompt are the argument. The task
+templates put the argument in a bracketed slot at the start of the prompt; written inside the
+prose instead (``Write fcfh in capital letters.``, letters shared with the prose words) a
+model this size stays near ln 8 nats per answer letter (uniform over the alphabet) for
+hundreds of steps: the second test pins that the layout, not luck, makes the difference
+(``benchmarks/prompt_layout.py`` compares more layouts)."""
 
 import json
 from pathlib import Path
@@ -17,7 +18,8 @@ from itlab import tasks
 from itlab.tasks import TaskParams
 
 PARAMS = TaskParams(min_len=2, max_len=5)
-STEPS = 150
+STEPS = 300
+PROSE = ("Convert {s} to upper case.", "Write {s} in capital letters.", "Capitalize every letter of {s}.")
 
 
 def _exact_match(model_dir, records):
@@ -31,7 +33,7 @@ def _exact_match(model_dir, records):
                                        tokenize=False) for r in records]
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+        out = model.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
     answers = [tok.decode(row, skip_special_tokens=True).split("\n")[0].strip()
                for row in out[:, enc["input_ids"].shape[1]:]]
     return sum(a == r["answer"] for a, r in zip(answers, records)) / len(records)
@@ -64,18 +66,17 @@ def _tune(tmp_path, split):
 def _split(prose: bool):
     from itlab import data
 
-    split = data.synthesize_task("first_last", {"train": 400, "validation": 0, "test": 50}, 3, PARAMS)
+    split = data.synthesize_task("uppercase", {"train": 400, "validation": 0, "test": 50}, 3, PARAMS)
     if prose:  # the argument written inside the sentence, as the templates did before
-        split = {k: [dict(r, prompt=f"Which letters start and end {r['inputs']['s']}?") for r in v]
-                 for k, v in split.items()}
+        split = {k: [dict(r, prompt=PROSE[r["phrasing"]].format(**r["inputs"])) for r in v] for k, v in split.items()}
     return split
 
 
 @pytest.mark.slow
-def test_tuning_teaches_first_last_that_the_base_cannot_answer(tmp_path):
-    assert all(p.startswith("[{s}] ") for p in tasks.get("first_last").phrasings)
+def test_tuning_teaches_uppercase_that_the_base_cannot_answer(tmp_path):
+    assert all(p.startswith("[{s}] ") for p in tasks.get("uppercase").phrasings)
     before, after = _tune(tmp_path, _split(prose=False))
-    assert before == 0.0  # an untrained model never writes the two letters
+    assert before == 0.0  # an untrained model never writes the word in capitals
     assert after >= 0.5, (before, after)
 
 
