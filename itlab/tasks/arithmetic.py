@@ -22,21 +22,24 @@ def _numbers(rng, p):
 
 register(Task(
     "add", "arithmetic",
-    ("What is {a} plus {b}?", "Add {a} and {b}.", "Compute the sum of {a} and {b}."),
+    ("[{a}] [{b}] Add the two numbers.", "[{a}] [{b}] What is the first plus the second?",
+     "[{a}] [{b}] Compute the sum."),
     _pair, lambda d: str(int(d["a"]) + int(d["b"]))))
 
 register(Task(
     "subtract", "arithmetic",
-    ("What is {a} minus {b}?", "Subtract {b} from {a}.", "Compute the difference {a} - {b}."),
+    ("[{a}] [{b}] Subtract the second number from the first.", "[{a}] [{b}] What is the first minus the second?",
+     "[{a}] [{b}] Compute the difference."),
     _ordered_pair, lambda d: str(int(d["a"]) - int(d["b"]))))
 
 register(Task(
     "multiply", "arithmetic",
-    ("What is {a} times {b}?", "Multiply {a} by {b}.", "Compute the product of {a} and {b}."),
+    ("[{a}] [{b}] Multiply the two numbers.", "[{a}] [{b}] What is the first times the second?",
+     "[{a}] [{b}] Compute the product."),
     _small_pair, lambda d: str(int(d["a"]) * int(d["b"]))))
 
 register(Task(
     "maximum", "arithmetic",
-    ("Which is the largest number in: {xs}?", "Find the maximum of {xs}.",
-     "Name the biggest value among {xs}."),
+    ("[{xs}] Which is the largest number?", "[{xs}] Find the maximum.",
+     "[{xs}] Name the biggest value."),
     _numbers, lambda d: str(max(int(x) for x in d["xs"].split()))))

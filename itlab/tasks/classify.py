@@ -32,24 +32,25 @@ def _word(rng, p):
 
 register(Task(
     "is_palindrome", "classify",
-    ("Is {s} a palindrome? Answer yes or no.", "Does {s} read the same backwards? yes or no.",
-     "Answer yes or no: is {s} equal to its reverse?"),
+    ("[{s}] Is the word a palindrome? Answer yes or no.", "[{s}] Does it read the same backwards? yes or no.",
+     "[{s}] Answer yes or no, is it equal to its reverse?"),
     _maybe_palindrome, lambda d: _yes(d["s"] == d["s"][::-1])))
 
 register(Task(
     "contains_letter", "classify",
-    ("Does {s} contain the letter {c}? Answer yes or no.", "Is there a {c} in {s}? yes or no.",
-     "Answer yes or no: does the letter {c} occur in {s}?"),
+    ("[{s}] [{c}] Does the word contain the letter? Answer yes or no.",
+     "[{s}] [{c}] Is the letter in the word? yes or no.",
+     "[{s}] [{c}] Answer yes or no, does the letter occur in the word?"),
     _word_and_letter, lambda d: _yes(d["c"] in d["s"])))
 
 register(Task(
     "even_length", "classify",
-    ("Does {s} have an even number of letters? Answer yes or no.",
-     "Is the length of {s} even? yes or no.", "Answer yes or no: is {s} of even length?"),
+    ("[{s}] Does the word have an even number of letters? Answer yes or no.",
+     "[{s}] Is the length even? yes or no.", "[{s}] Answer yes or no, is it of even length?"),
     _word, lambda d: _yes(len(d["s"]) % 2 == 0)))
 
 register(Task(
     "is_sorted", "classify",
-    ("Are the letters of {s} in alphabetical order? Answer yes or no.",
-     "Is {s} sorted from a to z? yes or no.", "Answer yes or no: is {s} alphabetically sorted?"),
+    ("[{s}] Are the letters in alphabetical order? Answer yes or no.",
+     "[{s}] Is it sorted from a to z? yes or no.", "[{s}] Answer yes or no, is it alphabetically sorted?"),
     _maybe_sorted, lambda d: _yes(list(d["s"]) == sorted(d["s"]))))
