@@ -1,4 +1,4 @@
-"""Models: the byte-level BPE tokenizer trained here, base models built from a config
+"""Models: the tokenizer trained here (characters or byte-level BPE), base models built from a config
 (families x sizes), and loading of built, local or hub models with safe defaults."""
 
 from __future__ import annotations
@@ -15,17 +15,31 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts, vocab_size: int, out_dir: str | Path):
-    """Byte-level BPE with single-digit tokens (numbers stay compositional) and a chat template."""
+def train_tokenizer(texts, vocab_size: int, out_dir: str | Path, kind: str = "bpe"):
+    """A tokenizer trained on the corpus, saved with itlab's chat template.
+
+    ``kind="bpe"``: byte-level BPE of ``vocab_size`` pieces with single-digit tokens (numbers
+    stay compositional). ``kind="char"``: one piece per byte (every character of the synthetic
+    tasks is one token, so reversing or sorting a word is a permutation of tokens; a BPE would
+    merge letters into pieces whose spelling the model never sees). The character vocabulary
+    is the 256 byte symbols plus the special tokens, whatever the corpus holds.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    if kind not in ("bpe", "char"):
+        raise ValueError(f"unknown tokenizer kind {kind!r} (bpe or char)")
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if kind == "bpe":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD, USER, ASSISTANT],
+                                      show_progress=False)
+    else:  # an alphabet and no merges: a vocabulary no larger than the alphabet stops the trainer there
+        tok.pre_tokenizer = byte_level
+        trainer = trainers.BpeTrainer(vocab_size=1, special_tokens=[EOS, PAD, USER, ASSISTANT], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD, USER, ASSISTANT],
-                                  show_progress=False)
     tok.train_from_iterator(texts, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=EOS,
                                    additional_special_tokens=[USER, ASSISTANT])

@@ -13,6 +13,7 @@ rule train_tokenizer:
         f"{ENVS}/data.yaml"
     params:
         vocab_size=config["tokenizer"]["vocab_size"],
+        kind=config["tokenizer"]["kind"],
     script:
         "../scripts/train_tokenizer.py"
 

@@ -1,4 +1,4 @@
-"""Rule train_tokenizer: byte-level BPE on the pretraining corpus, saved as a HF fast tokenizer."""
+"""Rule train_tokenizer: a character or byte-level BPE tokenizer trained on the pretraining corpus, saved as a HF fast tokenizer."""
 
 import sys
 
@@ -14,5 +14,5 @@ with logged(snakemake):  # noqa: F821
     docs = Path(snakemake.input.corpus).read_text().split(DOC_SEPARATOR)  # noqa: F821
     out = Path(snakemake.output.folder)  # noqa: F821
     with atomic_path(out, directory=True) as tmp:
-        tok = train_tokenizer(docs, snakemake.params.vocab_size, tmp)  # noqa: F821
+        tok = train_tokenizer(docs, snakemake.params.vocab_size, tmp, kind=snakemake.params.kind)  # noqa: F821
     print(f"vocabulary of {len(tok)} tokens")
