@@ -220,6 +220,13 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _require(s["recipe"] in cfg["recipes"], "studies.diversity.recipe", f"{s['recipe']!r} is not under recipes")
         for k in ("x_len", "y_len", "z_len"):
             _require(s[k][0] <= s[k][1], f"studies.diversity.{k}", f"{s[k]} is not an increasing range")
+        if "template" in s:
+            try:
+                filled = s["template"].format(x="\0x", y="\0y", z="\0z")
+            except (KeyError, IndexError, ValueError) as e:
+                filled = f"error {e!r}"
+            _require(all(f"\0{k}" in filled for k in "xyz"), "studies.diversity.template",
+                     f"{s['template']!r} must be a format string that uses each of {{x}}, {{y}} and {{z}} (and no other field)")
 
     if "teachers" in studies:
         _check_teachers(cfg, studies["teachers"], bases, all_tasks)

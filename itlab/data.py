@@ -235,8 +235,10 @@ def build_corpus(task_names: list[str], documents: int, demos: int, filler: int,
 
 # ---- Markov rule grids (study B) ------------------------------------------------------
 def markov_cell(num_rules: int, per_rule: int, test_rules: int, test_examples: int, seed: int,
-                p: markov.MarkovParams, skew: float) -> tuple[list[dict], list[dict]]:
+                p: markov.MarkovParams, skew: float, template: str | None = None) -> tuple[list[dict], list[dict]]:
     """Training examples over ``num_rules`` rules and test examples over unseen rules.
+
+    ``template``: the prompt, a format string over x, y and z (default: the suite's first phrasing).
 
     The test rules are drawn first from a seed that does not depend on the cell, so every
     cell of a grid is tested on the same unseen rules.
@@ -251,7 +253,7 @@ def markov_cell(num_rules: int, per_rule: int, test_rules: int, test_examples: i
         inst = markov.make_instance(rng if split == "train" else test_rng, p, rule)
         phrasing = 0
         return {"task": "markov_rewrite", "cluster": "rewriting", "phrasing": phrasing, "id": f"{split}-{i}",
-                "prompt": markov.PHRASINGS[phrasing].format(**inst), "inputs": inst,
+                "prompt": (template or markov.PHRASINGS[phrasing]).format(**inst), "inputs": inst,
                 "answer": markov.rewrite(inst["x"], inst["y"], inst["z"]), "rule": f"{rule[0]}->{rule[1]}"}
 
     train = [record(r, i, "train") for r, c in zip(rules, counts) for i in range(c)]

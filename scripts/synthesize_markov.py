@@ -17,7 +17,7 @@ with logged(snakemake):  # noqa: F821
                           z_len=tuple(s["z_len"]), noop_rate=s["noop_rate"], occurrences=tuple(s["occurrences"]),
                           family=s["family"], family_k=s["family_k"])
     train, test = markov_cell(rules, per_rule, s["test_rules"], s["test_examples"], snakemake.params.seed,  # noqa: F821
-                              params, s["skew"])
+                              params, s["skew"], s.get("template"))
     write_jsonl(snakemake.output.train, train)  # noqa: F821
     write_jsonl(snakemake.output.test, test)  # noqa: F821
     print(f"{snakemake.wildcards.cell}: {len(train)} training, {len(test)} test examples")  # noqa: F821

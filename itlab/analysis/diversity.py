@@ -55,8 +55,10 @@ def switch_line(p) -> str:
         return f"Switch point (logistic fit of correctness on log I, P = 0.5): none. {p.note}"
     interval = (f"[{p.switch_low:.0f}, {p.switch_high:.0f}] (95% CI, Fieller, clustered by trained model, "
                 f"{p.clusters} models)" if np.isfinite(p.switch_low) else "(no bounded interval)")
+    where = (f"inside the grid ({p.grid_below:.0f} value(s) of I below it, {p.grid_above:.0f} above)"
+             if p.grid_below > 0 and p.grid_above > 0 else "outside the grid")
     return (f"Switch point (logistic fit of correctness on log I, P = 0.5): I* = {p.switch:.0f} {interval}, "
-            f"slope {p.b1:.2f}. {p.note}")
+            f"slope {p.b1:.2f}, {where}. {p.note[:1].upper() + p.note[1:]}")
 
 
 def figures(cells: pd.DataFrame, it: pd.DataFrame, sw: pd.DataFrame, heatmap_path, curve_path) -> None:

@@ -9,14 +9,16 @@ significantly positive, so a flat or falling curve gets a note and no switch. (W
 symmetric per-model random effect on the logit, the population-averaged curve crosses 0.5 at the
 same I as the per-model curve, so the marginal fit estimates the same switch.) Perfect separation
 (every wrong item below some I, every right one above) has no maximum-likelihood fit: it is stated,
-with the bracket of I in which the jump happens.
+with the bracket of I in which the jump happens. ``grid_below`` / ``grid_above`` count the grid's
+values of I on either side of the switch: it lies inside the grid only when both are positive
+(otherwise the note calls it an extrapolation).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_KEYS = ("b0", "b1", "b1_low", "b1_high", "switch", "switch_low", "switch_high")
+_KEYS = ("b0", "b1", "b1_low", "b1_high", "switch", "switch_low", "switch_high", "grid_below", "grid_above")
 
 
 def _newton(X, k, n, iters: int = 100):
@@ -109,11 +111,13 @@ def logistic_switch(num_rules, correct, cluster=None, level: float = 0.95) -> di
                     f"{b1 + q * se_b1:.3g}]): no switch point")
     interval = _fieller(b0, b1, V, q)
     log_switch = -b0 / b1
-    out["switch"] = float(np.exp(log_switch))
+    grid = np.unique(x)
+    out.update(switch=float(np.exp(log_switch)), grid_below=int((grid < log_switch).sum()),
+               grid_above=int((grid > log_switch).sum()))
     if interval is None:
         return done("the switch interval is unbounded (Fieller): the slope is too uncertain")
     out.update(switch_low=float(np.exp(interval[0])), switch_high=float(np.exp(interval[1])))
-    if not (x.min() <= log_switch <= x.max()):
+    if not (out["grid_below"] and out["grid_above"]):
         notes.append("the switch lies outside the range of I in the grid: an extrapolation")
     return done("")
 

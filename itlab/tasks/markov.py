@@ -76,7 +76,8 @@ def sample_rules(rng: random.Random, p: MarkovParams, n: int, exclude=frozenset(
 
 
 def sample_string(rng: random.Random, p: MarkovParams, x: str, noop: bool) -> str:
-    """A string z that contains x (inserted ``occurrences`` times) or, for a no-op, does not."""
+    """A string z of a length drawn from ``z_len`` (or the inserted copies' length, if longer) that
+    contains x (inserted ``occurrences`` times, the rest random filler) or, for a no-op, does not."""
     for _ in range(1000):
         n = rng.randint(*p.z_len)
         if noop:
@@ -85,8 +86,10 @@ def sample_string(rng: random.Random, p: MarkovParams, x: str, noop: bool) -> st
                 return z
             continue
         copies = rng.choice(p.occurrences)
-        filler = max(0, n - copies * len(x))
-        parts = ["".join(rng.choice(p.alphabet) for _ in range(rng.randint(0, filler))) for _ in range(copies + 1)]
+        filler = max(0, n - copies * len(x))  # z keeps its drawn length n (at least the copies of x)
+        cuts = sorted(rng.randint(0, filler) for _ in range(copies))
+        sizes = [b - a for a, b in zip([0, *cuts], [*cuts, filler])]
+        parts = ["".join(rng.choice(p.alphabet) for _ in range(k)) for k in sizes]
         z = parts[0] + "".join(x + part for part in parts[1:])
         if x in z:
             return z
