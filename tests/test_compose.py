@@ -121,6 +121,9 @@ def test_composing_one_config_is_that_config(tmp_path):
 def test_a_task_held_out_by_one_config_and_trained_on_by_another_is_an_error(tmp_path):
     a = yaml.safe_load((ROOT / "config.yaml").read_text())
     b = yaml.safe_load((ROOT / "experiments/embedded-behavior-shift.yaml").read_text())
+    for key in ("params", "corpus", "splits"):  # the same synthetic data and tokenizer: only the held-out tasks differ
+        b["data"][key] = a["data"][key]
+    b["tokenizer"], b["pretraining"], b["sizes"] = a["tokenizer"], a["pretraining"], a["sizes"]
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(a))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(b))
     assert validate({"compose": ["a.yaml", "b.yaml"]}, tmp_path)["data"]["heldout_tasks"] == a["data"]["heldout_tasks"]
