@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake
+from conftest import ROOT, snakemake, write_config
 from itlab import plan
 from itlab.config import validate
 
@@ -121,13 +121,16 @@ def test_jobs_that_run_no_model_request_no_gpu():
     assert {jobs[k].gpus for k in jobs if k[0] in ("measure_responses", "answer_benchmarks")} == {1}
 
 
+def _dry_run(tmp_path, cfg):
+    """snakemake -n of ``cfg`` with its results under ``tmp_path/results``."""
+    path = write_config(tmp_path, {**cfg, "results_dir": str(tmp_path / "results")})
+    return snakemake("-n", "--cores", "1", "--configfile", str(path))
+
+
 @pytest.mark.slow
 def test_plan_resources_of_study_c_equal_what_the_rules_request(tmp_path):
     cfg = _teachers_with_a_model_generator()
-    cfg["results_dir"] = str(tmp_path / "results")
-    path = tmp_path / "teachers.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    res = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    res = _dry_run(tmp_path, cfg)
     assert res.returncode == 0, res.stderr[-3000:]
     requested = _dry_run_resources(res.stdout, TEACHER_RULES)
     jobs = [j for j in plan.plan_jobs(validate(cfg, ROOT)) if j.rule in TEACHER_RULES]
@@ -176,11 +179,7 @@ def test_a_runtime_over_its_partitions_limit_is_an_error_naming_the_key(capsys):
 
 @pytest.mark.slow
 def test_the_workflow_refuses_a_job_that_would_be_killed_before_any_job(tmp_path):
-    cfg = _inherent_limits_before_the_fix()
-    cfg["results_dir"] = str(tmp_path / "results")
-    path = tmp_path / "a.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    res = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    res = _dry_run(tmp_path, _inherent_limits_before_the_fix())
     assert res.returncode != 0
     assert "config key 'resources.evaluate.runtime'" in res.stderr and "base/llama2-13b" in res.stderr
     assert not (tmp_path / "results").exists()
