@@ -244,12 +244,11 @@ def runtime_errors(grid: g.Grid) -> list[tuple[str, str]]:
                         f"({job.extra['tokens']:,} tokens at plan.eval_mfu; python -m itlab.plan): raise it"))
     limits = cfg["plan"]["partition_limits"]
     blocks = list(_resource_blocks(cfg))
-    if "behavior_shift" in cfg["studies"]:
-        res = cfg["studies"]["behavior_shift"]["resources"]
-        for pair in sorted(grid.behavior_pairs):
-            for kind in ("attribution", "weights"):
-                r = g.behavior_resources(grid, pair, kind)
-                blocks.append(("studies.behavior_shift.resources", {"runtime": r["runtime"], **res}))
+    for pair in sorted(grid.behavior_pairs):  # what each study-D job requests (its partition included)
+        for kind in ("attribution", "weights"):
+            r = g.behavior_resources(grid, pair, kind)
+            blocks.append(("studies.behavior_shift.resources",
+                           {"runtime": r["runtime"], "partition": r.get("slurm_partition")}))
     for key, res in blocks:
         part, runtime = res.get("partition"), res.get("runtime", 60)
         if part in limits and runtime > limits[part]:
@@ -310,7 +309,8 @@ def summarize(jobs: list[Job], concurrent: int, gpus: int = 0) -> list[dict]:
     return out
 
 
-def render(cfg: dict, jobs: list[Job], concurrent: int, gpus: int = 0) -> str:
+def render(cfg: dict, jobs: list[Job], concurrent: int, gpus: int = 0, errors=()) -> str:
+    """The plan as text; ``errors``: runtime_errors of the config, printed last."""
     rows = summarize(jobs, concurrent, gpus)
     lines = [f"itlab compute plan: {len(jobs)} jobs of the compute rules, {concurrent} concurrent jobs (--jobs), "
              f"{gpus or 'unlimited'} GPUs (--gpus)",
@@ -336,7 +336,7 @@ def render(cfg: dict, jobs: list[Job], concurrent: int, gpus: int = 0) -> str:
         lines.append(f"warning: {len(over)} tuning job(s) are estimated to run past their requested runtime (each "
                      f"requeues from its checkpoint at the limit), e.g. {over[0].name} "
                      f"(~{over[0].hours:.1f} h vs {over[0].runtime_min / 60:.1f} h)")
-    for key, message in runtime_errors(g.Grid(cfg)):
+    for key, message in errors:
         lines.append(f"error: config key '{key}': {message}")
     return "\n".join(lines)
 
@@ -383,8 +383,8 @@ def main(argv=None) -> int:
         print(f"itlab: error: {err}", file=sys.stderr)
         return 1
     concurrent = opt.jobs or profile_jobs()
-    text = render(cfg, jobs, concurrent, opt.gpus)
-    print(text)
+    errors = runtime_errors(g.Grid(cfg))
+    print(render(cfg, jobs, concurrent, opt.gpus, errors))
     if opt.tsv:
         cols = ["rule", "study", "name", "gpus", "nodes", "mem_mb", "runtime_min", "partition", "gpu_hours", "estimate",
                 "checkpoint_gb", "model_gb"]
@@ -392,7 +392,7 @@ def main(argv=None) -> int:
             fh.write("\t".join(cols) + "\n")
             for j in jobs:
                 fh.write("\t".join(str(getattr(j, c)) for c in cols) + "\n")
-    return 1 if "\nerror: " in text else 0  # the workflow refuses these configs too
+    return 1 if errors else 0  # the workflow refuses these configs too
 
 
 if __name__ == "__main__":

@@ -685,10 +685,8 @@ def scorecard_inputs(wildcards):
 
 def scorecard_missing():
     """Studies in the config whose statistics cannot be computed in this run, with the reason."""
-    if "teachers" in config["studies"] and judge_key_missing():
-        key = judge_key_missing()
-        return {"teachers": f"not run: the judge's key ${key} is not set"}
-    return {}
+    key = "teachers" in config["studies"] and judge_key_missing()
+    return {"teachers": f"not run: the judge's key ${key} is not set"} if key else {}
 
 
 def scorecard_scales():
