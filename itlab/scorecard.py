@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from itlab.grid import behavior_prompt_count
+from itlab.papers import paper_numbers
 
 STUDIES = {  # config key -> (letter, title), in the README's order
     "inherent_limits": ("A", "inherent limits"),
@@ -47,12 +47,6 @@ SAME, OPPOSITE, NOT_SIGNIFICANT = "same direction", "opposite direction", "not s
 NOT_COMPARABLE = "not comparable at this scale (stand-in, random weights)"
 NOT_ESTIMABLE = "not comparable at this scale (not estimable)"
 NOT_RUN = "not run"
-
-
-def paper_numbers(path: str | Path | None = None) -> dict:
-    path = Path(path) if path else Path(__file__).parent / "fixtures" / "paper_numbers.yaml"
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
 
 
 def _num(x) -> float:

@@ -13,13 +13,13 @@ from scipy import stats
 
 from itlab.interpret import density as dens
 from itlab.interpret import matrices
+from itlab.papers import study
 
-# The paper's Tables 1 and 2 (LLaMA-7B vs Vicuna-7B); sets named as the authors' prompt ids.
-SET_NAMES = {"user": "Self-Instruct", "lima": "LIMA", "mtbench": "MT-Bench"}
-PAPER_TUNED_VS_BASE = {"user": (0.9394, 1.1302, 1.9e-5), "lima": (1.2683, 1.5579, 2.5e-14),
-                       "mtbench": (1.1777, 1.3440, 0.038)}  # base, tuned, p
-# Vicuna-7B, unfollowed vs followed responses
-PAPER_FOLLOWED = {"user": (0.8917, 1.2283), "lima": (1.2799, 1.6173), "mtbench": (0.9290, 1.4584)}
+# The paper's Tables 1 and 2 (LLaMA-7B vs Vicuna-7B; itlab.papers); sets named as the authors' prompt ids.
+_SETS = study("behavior_shift")["sets"]
+SET_NAMES = {k: s["name"] for k, s in _SETS.items()}
+PAPER_TUNED_VS_BASE = {k: (s["base"], s["tuned"], s["p"]) for k, s in _SETS.items()}
+PAPER_FOLLOWED = {k: (s["unfollowed"], s["followed"]) for k, s in _SETS.items()}  # Vicuna-7B
 
 
 def score_records(records, pair: str, side: str, threshold: int = dens.THRESHOLD) -> pd.DataFrame:

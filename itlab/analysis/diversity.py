@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from itlab.papers import study
 from itlab.stats.switch import accuracy_at, logistic_switch
 
-# Table 1 of the paper: accuracy on unseen rules by occurrences of x in z and rules in training
-PAPER_TABLE1 = pd.DataFrame(
-    [("1", .71, .41, 0, 0), ("10", .88, .71, 0, 0), ("20", .73, .28, .07, 0), ("mixed 1,5,10,15,20", .94, .94, .62, 0)],
-    columns=["occurrences", "2000 rules", "1000 rules", "500 rules", "200 rules"])
+# Table 1 of the paper: accuracy on unseen rules by occurrences of x in z and rules in training (itlab.papers)
+PAPER_TABLE1 = pd.DataFrame(study("diversity")["table1"]["rows"], columns=study("diversity")["table1"]["columns"])
 
 
 def items(samples: dict[str, str], metadata: dict) -> pd.DataFrame:

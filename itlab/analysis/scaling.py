@@ -5,14 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from itlab.papers import study
 from itlab.stats.powerlaw import fit, floor_zeros, predict
 
-# Table 7 of the paper: P = a * D^(1/b)
-PAPER_TABLE7 = pd.DataFrame([
-    ("math", "Llama-3-8B", 19.47, 7.66), ("math", "Mistral-7B", 8.14, 4.97), ("math", "Llama-2-7B", 4.21, 5.47),
-    ("multihop", "Llama-3-8B", 11.54, 7.77), ("coding", "Llama-3-8B", 27.14, 23.43),
-    ("IF-Conifer", "Llama-3-8B", 31.06, 11.90), ("IF-Dolly", "Llama-3-8B", 30.94, 21.12),
-], columns=["task", "model", "a", "b"])
+# Table 7 of the paper: P = a * D^(1/b) (itlab.papers)
+PAPER_TABLE7 = pd.DataFrame(study("scaling")["fits"], columns=["task", "model", "a", "b"])
 
 
 def points(table: pd.DataFrame, metrics: dict, zero_floor: float) -> pd.DataFrame:

@@ -14,16 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from itlab.papers import study
 from itlab.report import _plt, save
 from itlab.stats.correlation import correlate
 
-# Table 4 of the paper: Spearman rho with AP, averaged over its five students.
-PAPER_TABLE4 = {"reward:rm1": 0.566, "reward:rm2": 0.804, "reward:rm3": 0.871, "ifd_reference": 0.758,
-                "ifd_student": 0.837, "ppl_reference": 0.112, "ppl_student": 0.432, "length": 0.590, "car": 0.889}
-PAPER_NAMES = {"reward:rm1": "RM1 (ArmoRM-Llama3-8B)", "reward:rm2": "RM2 (Skywork-Reward-Llama-3.1-8B)",
-               "reward:rm3": "RM3 (Skywork-Reward-Gemma-2-27B)", "ifd_reference": "IFD (GPT-2)",
-               "ifd_student": "IFD (student)", "ppl_reference": "perplexity (GPT-2)",
-               "ppl_student": "perplexity (student)", "length": "response length", "car": "CAR"}
+# Table 4 of the paper: Spearman rho with AP, averaged over its five students (itlab.papers).
+PAPER_TABLE4 = study("teachers")["table4"]
 # Lower perplexity, IFD and loss mean "more compatible with the scorer": the metric's ranking of
 # teachers is by the negated value (the sign convention of the paper's table is our reading).
 LOWER_IS_BETTER = ("ifd_", "ppl_", "loss_")
@@ -224,7 +220,8 @@ def summary(table: pd.DataFrame, rho: pd.DataFrame, betas: pd.DataFrame, par: pd
         per = g.set_index("student")
         avg = per.loc["average"]
         paper_key = settings.get("paper_names", {}).get(m, m)
-        paper = f"{PAPER_TABLE4[paper_key]:.3f} ({PAPER_NAMES[paper_key]})" if paper_key in PAPER_TABLE4 else "-"
+        table4 = PAPER_TABLE4.get(paper_key)
+        paper = f"{table4['rho']:.3f} ({table4['name']})" if table4 else "-"
         lines.append(f"| {m} | " + " | ".join(_fmt(per.loc[s, "rho"]) for s in students)
                      + f" | {_fmt(avg.rho)} [{_fmt(avg.ci_low)}, {_fmt(avg.ci_high)}] | {paper} |")
     lines += ["", "## CAR: rho vs AP over a grid of beta (averaged over students)", "",
