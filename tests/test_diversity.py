@@ -89,3 +89,28 @@ def test_bad_template_names_the_key():
         with pytest.raises(ConfigError) as err:
             validate(merged)
         assert err.value.key == "studies.diversity.template"
+
+
+def test_rule_space_counts_the_rules_and_bounds_the_grid():
+    """The largest cell may use every rule the generator can draw except the test rules; one more
+    fails validation naming studies.diversity.num_rules, before any job starts."""
+    from itertools import product
+
+    from itlab.tasks.markov import rule_space
+
+    for alphabet, x_len, y_len in (("abcdefghijklmnopqrstuvwxyz", (1, 1), (1, 1)), ("abc", (1, 2), (0, 2)),
+                                   ("abcd", (2, 3), (1, 2))):
+        strings = lambda lo, hi: ["".join(t) for n in range(lo, hi + 1) for t in product(alphabet, repeat=n)]  # noqa: E731
+        brute = sum(x != y for x in strings(*x_len) for y in strings(*y_len))
+        assert rule_space(MarkovParams(alphabet=alphabet, x_len=x_len, y_len=y_len)) == brute
+    assert rule_space(MarkovParams(family="repeated")) is None
+    cfg = yaml.safe_load(Path("experiments/embedded-diversity.yaml").read_text())
+    merged = {**yaml.safe_load(Path("config.yaml").read_text()), **cfg}
+    s = merged["studies"]["diversity"]
+    top = 650 - s["test_rules"]  # 26 letters, one-letter rules: 26 * 25
+    s["num_rules"] = [8, top]
+    validate(merged)
+    s["num_rules"] = [8, top + 1]
+    with pytest.raises(ConfigError) as err:
+        validate(merged)
+    assert err.value.key == "studies.diversity.num_rules" and f"at most {top} training rules" in str(err.value)
