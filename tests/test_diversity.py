@@ -114,3 +114,26 @@ def test_rule_space_counts_the_rules_and_bounds_the_grid():
     with pytest.raises(ConfigError) as err:
         validate(merged)
     assert err.value.key == "studies.diversity.num_rules" and f"at most {top} training rules" in str(err.value)
+
+
+def test_headline_switch_is_fitted_on_rewrites_not_on_copied_noops():
+    """No-ops are answered by copying z at every I, so they lay a floor (their share) under the
+    accuracy of all items and pull a 0-to-1 logistic's P = 0.5 point towards fewer rules. The
+    headline switch is fitted on rewrite items alone and recovers their switch; the all-items rows
+    stay in the table."""
+    rng = np.random.default_rng(3)
+    true_switch, b1 = 60, 2.0
+    rows = []
+    for i in GRID:
+        for m in range(3):
+            p = accuracy_at(-b1 * np.log(true_switch), b1, i)
+            for _ in range(200):
+                noop = rng.random() < 0.4
+                rows.append({"model": f"I{i}-m{m}", "num_rules": i, "examples_per_rule": 16,
+                             "kind": "no-op" if noop else "rewrite", "correct": float(noop or rng.random() < p)})
+    sw = switch(pd.DataFrame(rows))
+    head, everything = sw.iloc[0], sw[(sw["items"] == "all") & (sw.examples_per_rule == "all")].iloc[0]
+    assert head["items"] == "rewrites" and head.n == sum(r["kind"] == "rewrite" for r in rows)
+    assert abs(np.log(head.switch / true_switch)) < 0.2
+    assert everything.switch < 0.7 * true_switch  # the floor drags the all-items fit down
+    assert "rewrite items (no-ops left out)" in switch_line(head)
