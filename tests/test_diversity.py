@@ -137,3 +137,15 @@ def test_headline_switch_is_fitted_on_rewrites_not_on_copied_noops():
     assert abs(np.log(head.switch / true_switch)) < 0.2
     assert everything.switch < 0.7 * true_switch  # the floor drags the all-items fit down
     assert "rewrite items (no-ops left out)" in switch_line(head)
+
+
+def test_max_gap_measures_how_far_the_curve_is_from_the_data():
+    """max_gap is the largest |observed - fitted| accuracy over the grid's I: small when the data
+    follow a logistic, large when a floor of copied no-ops is fitted with a 0-to-1 curve."""
+    it = _items(true_switch=60, items=300)
+    r = logistic_switch(it.num_rules, it.correct, cluster=it.model)
+    observed = it.groupby("num_rules").correct.mean()
+    fitted = accuracy_at(r["b0"], r["b1"], observed.index)
+    assert r["max_gap"] == pytest.approx(np.max(np.abs(observed.values - fitted)), abs=1e-9) and r["max_gap"] < 0.05
+    floored = it.assign(correct=np.where(np.arange(len(it)) % 5 < 2, 1.0, it.correct))  # 40% always right
+    assert logistic_switch(floored.num_rules, floored.correct, cluster=floored.model)["max_gap"] > 0.1

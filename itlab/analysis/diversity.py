@@ -73,7 +73,8 @@ def switch_line(p) -> str:
     where = (f"inside the grid ({p.grid_below:.0f} value(s) of I below it, {p.grid_above:.0f} above)"
              if p.grid_below > 0 and p.grid_above > 0 else "outside the grid")
     return (f"Switch point (logistic fit of correctness of {_which(p)} on log I, P = 0.5): I* = {p.switch:.0f} {interval}, "
-            f"slope {p.b1:.2f}, {where}. {p.note[:1].upper() + p.note[1:]}")
+            f"slope {p.b1:.2f}, {where}; the fitted curve is at most {p.max_gap:.2f} from the observed accuracy "
+            f"at any I. {p.note[:1].upper() + p.note[1:]}")
 
 
 def figures(cells: pd.DataFrame, it: pd.DataFrame, sw: pd.DataFrame, heatmap_path, curve_path) -> None:
