@@ -100,7 +100,8 @@ def test_rule_space_counts_the_rules_and_bounds_the_grid():
 
     for alphabet, x_len, y_len in (("abcdefghijklmnopqrstuvwxyz", (1, 1), (1, 1)), ("abc", (1, 2), (0, 2)),
                                    ("abcd", (2, 3), (1, 2))):
-        strings = lambda lo, hi: ["".join(t) for n in range(lo, hi + 1) for t in product(alphabet, repeat=n)]  # noqa: E731
+        def strings(lo, hi, alphabet=alphabet):
+            return ["".join(t) for n in range(lo, hi + 1) for t in product(alphabet, repeat=n)]
         brute = sum(x != y for x in strings(*x_len) for y in strings(*y_len))
         assert rule_space(MarkovParams(alphabet=alphabet, x_len=x_len, y_len=y_len)) == brute
     assert rule_space(MarkovParams(family="repeated")) is None

@@ -72,7 +72,8 @@ def switch_line(p) -> str:
                 f"{p.clusters} models)" if np.isfinite(p.switch_low) else "(no bounded interval)")
     where = (f"inside the grid ({p.grid_below:.0f} value(s) of I below it, {p.grid_above:.0f} above)"
              if p.grid_below > 0 and p.grid_above > 0 else "outside the grid")
-    return (f"Switch point (logistic fit of correctness of {_which(p)} on log I, P = 0.5): I* = {p.switch:.0f} {interval}, "
+    return (f"Switch point (logistic fit of correctness of {_which(p)} on log I, P = 0.5): "
+            f"I* = {p.switch:.0f} {interval}, "
             f"slope {p.b1:.2f}, {where}; the fitted curve is at most {p.max_gap:.2f} from the observed accuracy "
             f"at any I. {p.note[:1].upper() + p.note[1:]}")
 
