@@ -111,6 +111,8 @@ def figures(cells: pd.DataFrame, it: pd.DataFrame, sw: pd.DataFrame, heatmap_pat
             ax.axvspan(pooled.switch_low, pooled.switch_high, color="orange", alpha=0.2,
                        label=f"switch {pooled.switch:.0f} [{pooled.switch_low:.0f}, {pooled.switch_high:.0f}]")
     ax.set_xscale("log")
+    ax.set_xticks(by_i.index, [f"{i:g}" for i in by_i.index], fontsize=7)  # the grid's I, no minor labels
+    ax.set_xticks([], minor=True)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("distinct training rules I")
     ax.set_ylabel("exact match, unseen rules")
