@@ -220,6 +220,15 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _require(s["recipe"] in cfg["recipes"], "studies.diversity.recipe", f"{s['recipe']!r} is not under recipes")
         for k in ("x_len", "y_len", "z_len"):
             _require(s[k][0] <= s[k][1], f"studies.diversity.{k}", f"{s[k]} is not an increasing range")
+        from itlab.tasks import markov
+
+        space = markov.rule_space(markov.MarkovParams(alphabet=s["alphabet"], x_len=tuple(s["x_len"]),
+                                                      y_len=tuple(s["y_len"]), family=s["family"]))
+        if space is not None:
+            _require(max(s["num_rules"]) + s["test_rules"] <= space, "studies.diversity.num_rules",
+                     f"{max(s['num_rules'])} training rules + {s['test_rules']} test rules exceed the {space} distinct "
+                     f"rules that alphabet {s['alphabet']!r}, x_len {s['x_len']} and y_len {s['y_len']} allow "
+                     f"(at most {space - s['test_rules']} training rules)")
         if "template" in s:
             try:
                 filled = s["template"].format(x="\0x", y="\0y", z="\0z")

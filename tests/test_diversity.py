@@ -89,3 +89,64 @@ def test_bad_template_names_the_key():
         with pytest.raises(ConfigError) as err:
             validate(merged)
         assert err.value.key == "studies.diversity.template"
+
+
+def test_rule_space_counts_the_rules_and_bounds_the_grid():
+    """The largest cell may use every rule the generator can draw except the test rules; one more
+    fails validation naming studies.diversity.num_rules, before any job starts."""
+    from itertools import product
+
+    from itlab.tasks.markov import rule_space
+
+    for alphabet, x_len, y_len in (("abcdefghijklmnopqrstuvwxyz", (1, 1), (1, 1)), ("abc", (1, 2), (0, 2)),
+                                   ("abcd", (2, 3), (1, 2))):
+        def strings(lo, hi, alphabet=alphabet):
+            return ["".join(t) for n in range(lo, hi + 1) for t in product(alphabet, repeat=n)]
+        brute = sum(x != y for x in strings(*x_len) for y in strings(*y_len))
+        assert rule_space(MarkovParams(alphabet=alphabet, x_len=x_len, y_len=y_len)) == brute
+    assert rule_space(MarkovParams(family="repeated")) is None
+    cfg = yaml.safe_load(Path("experiments/embedded-diversity.yaml").read_text())
+    merged = {**yaml.safe_load(Path("config.yaml").read_text()), **cfg}
+    s = merged["studies"]["diversity"]
+    top = 650 - s["test_rules"]  # 26 letters, one-letter rules: 26 * 25
+    s["num_rules"] = [8, top]
+    validate(merged)
+    s["num_rules"] = [8, top + 1]
+    with pytest.raises(ConfigError) as err:
+        validate(merged)
+    assert err.value.key == "studies.diversity.num_rules" and f"at most {top} training rules" in str(err.value)
+
+
+def test_headline_switch_is_fitted_on_rewrites_not_on_copied_noops():
+    """No-ops are answered by copying z at every I, so they lay a floor (their share) under the
+    accuracy of all items and pull a 0-to-1 logistic's P = 0.5 point towards fewer rules. The
+    headline switch is fitted on rewrite items alone and recovers their switch; the all-items rows
+    stay in the table."""
+    rng = np.random.default_rng(3)
+    true_switch, b1 = 60, 2.0
+    rows = []
+    for i in GRID:
+        for m in range(3):
+            p = accuracy_at(-b1 * np.log(true_switch), b1, i)
+            for _ in range(200):
+                noop = rng.random() < 0.4
+                rows.append({"model": f"I{i}-m{m}", "num_rules": i, "examples_per_rule": 16,
+                             "kind": "no-op" if noop else "rewrite", "correct": float(noop or rng.random() < p)})
+    sw = switch(pd.DataFrame(rows))
+    head, everything = sw.iloc[0], sw[(sw["items"] == "all") & (sw.examples_per_rule == "all")].iloc[0]
+    assert head["items"] == "rewrites" and head.n == sum(r["kind"] == "rewrite" for r in rows)
+    assert abs(np.log(head.switch / true_switch)) < 0.2
+    assert everything.switch < 0.7 * true_switch  # the floor drags the all-items fit down
+    assert "rewrite items (no-ops left out)" in switch_line(head)
+
+
+def test_max_gap_measures_how_far_the_curve_is_from_the_data():
+    """max_gap is the largest |observed - fitted| accuracy over the grid's I: small when the data
+    follow a logistic, large when a floor of copied no-ops is fitted with a 0-to-1 curve."""
+    it = _items(true_switch=60, items=300)
+    r = logistic_switch(it.num_rules, it.correct, cluster=it.model)
+    observed = it.groupby("num_rules").correct.mean()
+    fitted = accuracy_at(r["b0"], r["b1"], observed.index)
+    assert r["max_gap"] == pytest.approx(np.max(np.abs(observed.values - fitted)), abs=1e-9) and r["max_gap"] < 0.05
+    floored = it.assign(correct=np.where(np.arange(len(it)) % 5 < 2, 1.0, it.correct))  # 40% always right
+    assert logistic_switch(floored.num_rules, floored.correct, cluster=floored.model)["max_gap"] > 0.1

@@ -196,7 +196,7 @@ def test_diversity_paper_grid_lists_the_full_grid(tmp_path):
     assert jobs["pretrain_model"] == 1  # the from-scratch GPT-2 is initialised once, trained per cell
 
 
-@pytest.mark.parametrize("path,tune", [("experiments/embedded-scaling.yaml", 18), ("experiments/embedded-diversity.yaml", 8)])
+@pytest.mark.parametrize("path,tune", [("experiments/embedded-scaling.yaml", 18), ("experiments/embedded-diversity.yaml", 10)])
 def test_embedded_study_configs_dry_run(tmp_path, path, tune):
     jobs = _dry_run("--configfile", path, results=tmp_path)
     assert jobs["tune_model"] == tune

@@ -39,25 +39,42 @@ def cell_accuracy(it: pd.DataFrame) -> pd.DataFrame:
 
 
 def switch(it: pd.DataFrame) -> pd.DataFrame:
-    """Logistic switch point in I: pooled over S, and per S; intervals clustered by trained model
-    (the items of one model share its quality)."""
-    rows = [{"examples_per_rule": "all", **logistic_switch(it.num_rules, it.correct, cluster=it.model)}]
-    for s, g in it.groupby("examples_per_rule"):
-        if g.num_rules.nunique() > 1:
-            rows.append({"examples_per_rule": s, **logistic_switch(g.num_rules, g.correct, cluster=g.model)})
+    """Logistic switch point in I, pooled over S and per S; intervals clustered by trained model
+    (the items of one model share its quality).
+
+    The headline (first) row is fitted on the rewrite items alone: a no-op is answered by copying
+    z, which a model does at every I, so no-ops put a floor (their share, the no-op rate) under
+    the accuracy of all items. The logistic runs from 0 to 1, so with that floor it fits a flatter
+    slope and its P = 0.5 point moves with the no-op rate, a knob of the data rather than of
+    generalisation. Rows on all items follow for comparison."""
+    kinds = [("rewrites", it[it.kind == "rewrite"])] if "kind" in it and (it.kind == "rewrite").any() else []
+    rows = []
+    for items, sub in kinds + [("all", it)]:
+        rows.append({"items": items, "examples_per_rule": "all",
+                     **logistic_switch(sub.num_rules, sub.correct, cluster=sub.model)})
+        for s, g in sub.groupby("examples_per_rule"):
+            if g.num_rules.nunique() > 1:
+                rows.append({"items": items, "examples_per_rule": s,
+                             **logistic_switch(g.num_rules, g.correct, cluster=g.model)})
     return pd.DataFrame(rows)
+
+
+def _which(p) -> str:
+    return "rewrite items (no-ops left out)" if p.get("items") == "rewrites" else "all items"
 
 
 def switch_line(p) -> str:
     """The pooled switch in words: a number only when there is one, else the stated reason."""
     if not np.isfinite(p.switch):
-        return f"Switch point (logistic fit of correctness on log I, P = 0.5): none. {p.note}"
+        return f"Switch point (logistic fit of correctness of {_which(p)} on log I, P = 0.5): none. {p.note}"
     interval = (f"[{p.switch_low:.0f}, {p.switch_high:.0f}] (95% CI, Fieller, clustered by trained model, "
                 f"{p.clusters} models)" if np.isfinite(p.switch_low) else "(no bounded interval)")
     where = (f"inside the grid ({p.grid_below:.0f} value(s) of I below it, {p.grid_above:.0f} above)"
              if p.grid_below > 0 and p.grid_above > 0 else "outside the grid")
-    return (f"Switch point (logistic fit of correctness on log I, P = 0.5): I* = {p.switch:.0f} {interval}, "
-            f"slope {p.b1:.2f}, {where}. {p.note[:1].upper() + p.note[1:]}")
+    return (f"Switch point (logistic fit of correctness of {_which(p)} on log I, P = 0.5): "
+            f"I* = {p.switch:.0f} {interval}, "
+            f"slope {p.b1:.2f}, {where}; the fitted curve is at most {p.max_gap:.2f} from the observed accuracy "
+            f"at any I. {p.note[:1].upper() + p.note[1:]}")
 
 
 def figures(cells: pd.DataFrame, it: pd.DataFrame, sw: pd.DataFrame, heatmap_path, curve_path) -> None:
@@ -81,15 +98,20 @@ def figures(cells: pd.DataFrame, it: pd.DataFrame, sw: pd.DataFrame, heatmap_pat
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     by_i = it.groupby("num_rules").correct.mean()
-    ax.plot(by_i.index, by_i.values, "o", label="accuracy (all S)")
+    ax.plot(by_i.index, by_i.values, "o", mfc="none", label="accuracy, all items (all S)")
     pooled = sw.iloc[0]
+    if pooled.get("items") == "rewrites":
+        rw = it[it.kind == "rewrite"].groupby("num_rules").correct.mean()
+        ax.plot(rw.index, rw.values, "o", label="accuracy, rewrites (all S)")
     if np.isfinite(pooled.b1):
         xs = np.geomspace(by_i.index.min(), by_i.index.max(), 100)
-        ax.plot(xs, accuracy_at(pooled.b0, pooled.b1, xs), "k-", lw=1, label="logistic fit")
+        ax.plot(xs, accuracy_at(pooled.b0, pooled.b1, xs), "k-", lw=1, label=f"logistic fit ({_which(pooled)})")
         if np.isfinite(pooled.switch) and np.isfinite(pooled.switch_low):
             ax.axvspan(pooled.switch_low, pooled.switch_high, color="orange", alpha=0.2,
                        label=f"switch {pooled.switch:.0f} [{pooled.switch_low:.0f}, {pooled.switch_high:.0f}]")
     ax.set_xscale("log")
+    ax.set_xticks(by_i.index, [f"{i:g}" for i in by_i.index], fontsize=7)  # the grid's I, no minor labels
+    ax.set_xticks([], minor=True)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("distinct training rules I")
     ax.set_ylabel("exact match, unseen rules")

@@ -11,14 +11,16 @@ same I as the per-model curve, so the marginal fit estimates the same switch.) P
 (every wrong item below some I, every right one above) has no maximum-likelihood fit: it is stated,
 with the bracket of I in which the jump happens. ``grid_below`` / ``grid_above`` count the grid's
 values of I on either side of the switch: it lies inside the grid only when both are positive
-(otherwise the note calls it an extrapolation).
+(otherwise the note calls it an extrapolation). ``max_gap``: the largest difference between the
+observed accuracy at one value of I (all its items) and the fitted curve there, a check that a
+logistic describes the data (a floor or a plateau it cannot follow shows up as a large gap).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_KEYS = ("b0", "b1", "b1_low", "b1_high", "switch", "switch_low", "switch_high", "grid_below", "grid_above")
+_KEYS = ("b0", "b1", "b1_low", "b1_high", "switch", "switch_low", "switch_high", "grid_below", "grid_above", "max_gap")
 
 
 def _newton(X, k, n, iters: int = 100):
@@ -103,8 +105,10 @@ def logistic_switch(num_rules, correct, cluster=None, level: float = 0.95) -> di
         V = n_clusters / (n_clusters - 1) * bread @ (S.T @ S) @ bread
         q = stats.t.ppf(0.5 + level / 2, n_clusters - 2)
     se_b1 = float(np.sqrt(V[1, 1]))
+    levels, level_of = np.unique(x, return_inverse=True)  # how well the curve follows the data
+    observed = np.bincount(level_of, weights=y) / np.bincount(level_of)
     out.update(b0=float(b0), b1=float(b1), b1_low=float(b1 - q * se_b1), b1_high=float(b1 + q * se_b1),
-               converged=True)
+               max_gap=float(np.max(np.abs(observed - 1 / (1 + np.exp(-(b0 + b1 * levels)))))), converged=True)
     if b1 - q * se_b1 <= 0:
         trend = "falls" if b1 + q * se_b1 < 0 else "does not rise significantly"
         return done(f"accuracy {trend} with I (slope {b1:.3g}, {level:.0%} CI [{b1 - q * se_b1:.3g}, "

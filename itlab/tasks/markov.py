@@ -54,6 +54,17 @@ def sample_lhs(rng: random.Random, p: MarkovParams) -> str:
     raise ValueError(f"unknown rule family {p.family!r}")
 
 
+def rule_space(p: MarkovParams) -> int | None:
+    """How many distinct rules (x, y), x != y, the generator can draw: the most a grid can use
+    (training cells plus the held-out test rules). None for a restricted family (not counted)."""
+    if p.family != "any":
+        return None
+    a = len(set(p.alphabet))
+    strings = lambda lo, hi: sum(a**n for n in range(lo, hi + 1))  # noqa: E731
+    same = strings(max(p.x_len[0], p.y_len[0]), min(p.x_len[1], p.y_len[1]))  # x == y is not a rule
+    return strings(*p.x_len) * strings(*p.y_len) - same
+
+
 def sample_rules(rng: random.Random, p: MarkovParams, n: int, exclude=frozenset()) -> list[tuple[str, str]]:
     """``n`` distinct rules (x, y), none of them in ``exclude``."""
     seen = set(exclude)
