@@ -259,7 +259,9 @@ def eval_rule_resources(sharded=False):
 def eval_shard_outputs(wildcards):
     n = len(EVAL_SHARDS[wildcards.model])
     return {
-        "scores": [f"{R}/eval_shards/{wildcards.model}/{i}/scores.tsv" for i in range(n)],
+        "scores": [
+            f"{R}/eval_shards/{wildcards.model}/{i}/scores.tsv" for i in range(n)
+        ],
         "samples": [
             f"{R}/eval_shards/{wildcards.model}/{i}/samples.jsonl" for i in range(n)
         ],
