@@ -104,7 +104,9 @@ def check_standin_shards(root, files, model="base/llama2-70b"):
     merged = pd.read_csv(root / f"eval/{model}/scores.tsv", sep="\t")
     assert len(merged) == len(scores) > 0 and set(zip(merged.task, merged.condition)) == set(items)
     pd.testing.assert_frame_equal(merged, scores.reset_index(drop=True), check_dtype=False)
-    assert read_jsonl(root / f"eval/{model}/samples.jsonl") == read_jsonl(out / "samples.jsonl")
+    samples = read_jsonl(root / f"eval/{model}/samples.jsonl")
+    assert samples == read_jsonl(out / "samples.jsonl")  # every generated text, in order
+    assert len({s["response"] for s in samples}) > len(samples) / 4  # real generations (here 101 of 168 distinct)
     # resume: shard 1 lost (a failed job's outputs are removed): only it and the merge rerun
     for name in ("scores.tsv", "samples.jsonl"):
         (root / f"eval_shards/{model}/1/{name}").unlink()
