@@ -66,8 +66,8 @@ def check_standin_shards(root, files, model="base/llama2-70b"):
     """After study A's stand-in run (``root``: its results; ``files``: its --configfile list):
     the model ran as its size's shards, each with its own log, and the merged eval/<model>/
     files equal one unsharded evaluation of the same stand-in model (same items, greedy
-    decoding), run here in-process with the job's own parameters. Then a lost shard is the only
-    evaluation job a rerun schedules: the other shard's outputs are kept."""
+    decoding), run here in-process with the job's own parameters. Then a failed shard is the only
+    evaluation job a rerun schedules: the finished shard's outputs are kept."""
     import re
 
     import yaml
@@ -107,10 +107,13 @@ def check_standin_shards(root, files, model="base/llama2-70b"):
     samples = read_jsonl(root / f"eval/{model}/samples.jsonl")
     assert samples == read_jsonl(out / "samples.jsonl")  # every generated text, in order
     assert len({s["response"] for s in samples}) > len(samples) / 4  # real generations (here 101 of 168 distinct)
-    # resume: shard 1 lost (a failed job's outputs are removed): only it and the merge rerun
+    # resume: shard 1 failed (snakemake removes a failed job's outputs; the merge and what
+    # reads it never ran) while shard 0 finished: the rerun schedules shard 1 and the merge only
     for name in ("scores.tsv", "samples.jsonl"):
         (root / f"eval_shards/{model}/1/{name}").unlink()
-    res = snakemake("-n", "--cores", "1", *[a for f in files for a in ("--configfile", str(f))])
+        (root / f"eval/{model}/{name}").unlink()
+    (root / "tables/scores.tsv").unlink()
+    res = snakemake("-n", "--cores", "1", "--configfile", *map(str, files))
     assert res.returncode == 0, res.stderr[-3000:]
     assert re.findall(r"wildcards: model=(\S+), shard=(\d+)", res.stdout) == [(model, "1")]
     assert re.search(r"^evaluate_shard\s+1$", res.stdout, re.M) and re.search(r"^merge_eval_shards\s+1$", res.stdout, re.M)
