@@ -286,5 +286,5 @@ def test_a_runtime_over_its_partitions_limit_is_an_error_naming_the_key(capsys):
 def test_the_workflow_refuses_a_job_that_would_be_killed_before_any_job(tmp_path):
     res = _dry_run(tmp_path, _inherent_limits_before_the_fix())
     assert res.returncode != 0
-    assert "config key 'resources.evaluate.runtime'" in res.stderr and "base/llama2-13b" in res.stderr
+    assert "config key 'sizes.13b.evaluate_shards'" in res.stderr and "base/llama2-13b" in res.stderr
     assert not (tmp_path / "results").exists()
