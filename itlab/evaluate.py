@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from itlab.grid import CONDITIONS
+from itlab.grid import CONDITIONS, SAMPLEGEN_TOKEN_FACTOR
 from itlab.metrics import AGGREGATION, METRICS, metric_scale
 
 
@@ -50,9 +50,9 @@ def prepare_test(task: str, files: dict, k_shot: int, max_items: int | None, see
 
 
 # SampleGen-tuned models answer over several lines (two generated examples, then the answer):
-# generation runs to the end of the response (EOS) with a larger budget, and the text after the
-# last answer marker is scored.
-SAMPLEGEN_TOKEN_FACTOR = 4
+# generation runs to the end of the response (EOS) with a larger budget (SAMPLEGEN_TOKEN_FACTOR
+# x max_new_tokens, defined in itlab.grid, whose plan estimate counts it), and the text after
+# the last answer marker is scored.
 
 
 def samplegen_pattern() -> str:
@@ -274,3 +274,30 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
         return pd.DataFrame(rows, columns=["task", "condition", "metric", "score", "n"])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def merge_shards(score_files: list, sample_files: list, shards: list[list]) -> tuple:
+    """The outputs of a model's evaluation shards (itlab.grid.eval_shards) as the one job over
+    all its pairs writes them: (score table, samples), ordered by condition, then task, each
+    (task, condition) in its shard's own order (what ``run`` writes for the same pairs).
+
+    ``shards``: each shard's (task, condition) pairs; a shard whose scores miss one of them or
+    hold another pair is a ValueError naming the shard (a stale or foreign file)."""
+    import pandas as pd
+
+    from itlab.io import read_jsonl
+
+    frames, samples = [], []
+    for i, (scores, sample_file, pairs) in enumerate(zip(score_files, sample_files, shards, strict=True)):
+        frame = pd.read_csv(scores, sep="\t", dtype={"task": str, "condition": str, "metric": str},
+                            keep_default_na=False, na_values={"score": [""]})
+        got, want = set(zip(frame.task, frame.condition)), {tuple(p) for p in pairs}
+        if got != want:
+            raise ValueError(f"evaluation shard {i} ({scores}): scores for {sorted(got - want)} not in the shard, "
+                             f"none for {sorted(want - got)}")
+        frames.append(frame)
+        samples += read_jsonl(sample_file)
+    table = pd.concat(frames, ignore_index=True)
+    order = sorted(range(len(table)), key=lambda r: (table.condition[r], table.task[r]))  # stable: rows keep their order
+    samples.sort(key=lambda s: (s["condition"], s["task"]))
+    return table.iloc[order].reset_index(drop=True), samples

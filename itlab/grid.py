@@ -549,6 +549,69 @@ def eval_resources(grid: Grid, model: str) -> dict:
     return out
 
 
+# SampleGen-tuned models generate until EOS with this many times max_new_tokens (itlab.evaluate)
+SAMPLEGEN_TOKEN_FACTOR = 4
+
+
+def eval_settings(grid: Grid, model: str) -> dict:
+    """evaluation settings of a model's evaluation: ``evaluation`` with its study's
+    ``evaluation_by_study`` block on top (a composed config)."""
+    return {**grid.cfg["evaluation"], **grid.cfg["evaluation_by_study"].get(grid.evals[model].study, {})}
+
+
+def eval_items(grid: Grid, task: str, settings: dict) -> int:
+    """Items evaluated of a task: max_items_per_task capped by what the task has (its hub
+    max_items, plan.lm_eval_items of an lm-eval task, data.splits.test, a Markov cell's test set)."""
+    cfg = grid.cfg
+    if task.startswith("markov-I"):
+        return min(settings["max_items_per_task"], cfg["studies"]["diversity"]["test_examples"])
+    if task in cfg["data"]["hub_tasks"]:
+        spec = cfg["data"]["hub_tasks"][task]
+        cap = spec.get("max_items", settings["max_items_per_task"])
+        known = cfg["plan"]["lm_eval_items"].get(spec.get("lm_eval_task"))
+        return min(cap, known) if known else cap
+    return min(settings["max_items_per_task"], cfg["data"]["splits"]["test"])
+
+
+def eval_pair_tokens(grid: Grid, model: str, task: str, condition: str) -> int:
+    """Estimated tokens a model processes for one (task, condition): items x (prompt +
+    generated). A prompt is plan.eval_prompt_tokens, (1 + k) of them under a k-shot condition
+    (each in-context example about one more item); generated: max_new_tokens, x
+    SAMPLEGEN_TOKEN_FACTOR for a model tuned on SampleGen (it generates to EOS)."""
+    settings = eval_settings(grid, model)
+    shots = grid.evals[model].k_shot if CONDITIONS[condition][1] else 0
+    new = settings["max_new_tokens"] * (SAMPLEGEN_TOKEN_FACTOR if grid.answer_format(model) == "samplegen" else 1)
+    return eval_items(grid, task, settings) * (grid.cfg["plan"]["eval_prompt_tokens"] * (1 + shots) + new)
+
+
+def eval_shard_count(grid: Grid, model: str) -> int:
+    """sizes.<size>.evaluate_shards of the model's size, at most one shard per (task, condition)."""
+    base = grid.base_models[grid.model_meta(model)["base_model"]]
+    return max(1, min(_size(grid.cfg, base).get("evaluate_shards", 1), len(grid.evals[model].items)))
+
+
+def balance_shards(weights: dict, n: int) -> list[list]:
+    """``weights`` (key -> estimated cost) split into ``n`` non-empty shards of near-equal total
+    cost: the heaviest key first onto the lightest shard so far (longest-processing-time
+    first; ties by key, so the split is deterministic). Each shard's keys sorted."""
+    n = max(1, min(n, len(weights)))
+    bins: list[list] = [[] for _ in range(n)]
+    load = [0] * n
+    for key in sorted(weights, key=lambda k: (-weights[k], k)):
+        i = min(range(n), key=lambda b: (load[b], b))
+        bins[i].append(key)
+        load[i] += weights[key]
+    return [sorted(b) for b in bins]
+
+
+def eval_shards(grid: Grid, model: str, n: int | None = None) -> list[list[tuple[str, str]]]:
+    """A model's (task, condition) pairs split into its evaluation shards (eval_shard_count, or
+    ``n``), balanced by estimated tokens (eval_pair_tokens): each shard is one evaluation job
+    that loads the model and evaluates its pairs; rules/evaluate.smk merges their outputs."""
+    weights = {pair: eval_pair_tokens(grid, model, *pair) for pair in grid.evals[model].items}
+    return balance_shards(weights, eval_shard_count(grid, model) if n is None else n)
+
+
 def teachers_runs_a_model(grid: Grid, rule: str, name: str | None = None) -> bool:
     """Whether a study-C job loads a model: generate_responses only for a generator of kind
     model or tuned (a zoo generator's responses are a data set column, gold/wordy/noisy/shuffled

@@ -16,7 +16,11 @@ Estimates (config key ``plan``; defaults in the schema say where they come from)
   full fine-tuning, ~4N for LoRA) / (peak FLOP/s x MFU of the job's GPU model). Training
   tokens = examples x epochs x min(max_seq_len, plan.tokens_per_example) (or max_steps x
   global batch x that).
-- evaluation: items x (plan.eval_prompt_tokens + max_new_tokens) x 2 N / (peak x plan.eval_mfu).
+- evaluation: items x (plan.eval_prompt_tokens x (1 + k shots) + max_new_tokens (x4 for a
+  SampleGen-tuned model)) x 2 N / (peak x plan.eval_mfu) is the wall time, at one GPU's
+  speed whatever the job's GPUs (lm-eval spreads a model over them layer by layer: one GPU
+  computes at a time); GPU-hours are that x GPUs. A model of a size with
+  ``evaluate_shards`` > 1 is one job per shard (itlab.grid.eval_shards), each estimated alone.
 - every other GPU rule (study C's generation/scoring, study D's attribution): its requested
   runtime x GPUs, an upper bound.
 - wall time of a rule: its jobs list-scheduled on ``--jobs`` concurrent jobs (the Slurm
@@ -137,34 +141,40 @@ def tune_jobs(grid: g.Grid) -> list[Job]:
 
 
 def eval_items(grid: g.Grid, task: str, settings: dict) -> int:
-    cfg = grid.cfg
-    if task.startswith("markov-I"):
-        return min(settings["max_items_per_task"], cfg["studies"]["diversity"]["test_examples"])
-    if task in cfg["data"]["hub_tasks"]:
-        spec = cfg["data"]["hub_tasks"][task]
-        cap = spec.get("max_items", settings["max_items_per_task"])
-        known = cfg["plan"]["lm_eval_items"].get(spec.get("lm_eval_task"))
-        return min(cap, known) if known else cap
-    return min(settings["max_items_per_task"], cfg["data"]["splits"]["test"])
+    return g.eval_items(grid, task, settings)
 
 
-def eval_job(grid: g.Grid, model: str) -> Job:
+def eval_job(grid: g.Grid, model: str, shard: int | None = None, shards: int | None = None) -> Job:
+    """The evaluation job of a model (``shard``: one of its shards, itlab.grid.eval_shards, of
+    its sizes.<size>.evaluate_shards or ``shards``).
+
+    Wall time: its tokens x 2 N FLOPs at one GPU's peak x plan.eval_mfu, whatever its GPUs: a
+    model spread over several GPUs (HFLM parallelize, device_map auto) is split layer by layer,
+    and only one GPU computes at a time, so it runs at one GPU's speed. GPU-hours: wall x GPUs."""
     p = grid.cfg["plan"]
     job = grid.evals[model]
     res = g.eval_resources(grid, model)
     gpus = int(res["gpu"] or 0)
-    settings = {**grid.cfg["evaluation"], **grid.cfg["evaluation_by_study"].get(job.study, {})}
-    items = sum(eval_items(grid, t, settings) for t, _ in job.items)
+    settings = g.eval_settings(grid, model)
+    pairs = sorted(job.items) if shard is None else g.eval_shards(grid, model, shards)[shard]
+    items = sum(eval_items(grid, t, settings) for t, _ in pairs)
+    tokens = sum(g.eval_pair_tokens(grid, model, *pair) for pair in pairs)
     n = g.param_count(grid.cfg, grid.base_models[grid.model_meta(model)["base_model"]])
-    tokens = items * (p["eval_prompt_tokens"] + settings["max_new_tokens"])
     spec = gpu_spec(grid.cfg, res.get("gpu_model"))
-    gpu_hours = tokens * 2 * n / (spec["peak_tflops"] * 1e12 * p["eval_mfu"]) / 3600 if gpus else 0.0
-    return Job("evaluate_model", job.study, model, gpus, 1, res["mem_mb"], res["runtime"],
-               res.get("slurm_partition") or "", gpu_hours, "flops", extra={"items": items, "tokens": tokens})
+    wall = tokens * 2 * n / (spec["peak_tflops"] * 1e12 * p["eval_mfu"]) / 3600 if gpus else 0.0
+    rule, name = ("evaluate_model", model) if shard is None else ("evaluate_shard", f"{model}#{shard}")
+    return Job(rule, job.study, name, gpus, 1, res["mem_mb"], res["runtime"], res.get("slurm_partition") or "",
+               wall * gpus, "flops", extra={"items": items, "tokens": tokens, "pairs": len(pairs)})
 
 
 def eval_jobs(grid: g.Grid) -> list[Job]:
-    return [eval_job(grid, model) for model in grid.evals]
+    """One evaluation job per model, or one per shard of a model with sizes.<size>.evaluate_shards
+    (their merge is a local rule without a GPU)."""
+    out = []
+    for model in grid.evals:
+        n = g.eval_shard_count(grid, model)
+        out += [eval_job(grid, model)] if n == 1 else [eval_job(grid, model, i) for i in range(n)]
+    return out
 
 
 def _requested(rule, study, name, res: dict, gpus_key="gpus") -> Job:
@@ -211,6 +221,55 @@ def eval_runtime_key(grid: g.Grid, model: str) -> str:
     return f"sizes.{size}.evaluate_resources.runtime" if own else "resources.evaluate.runtime"
 
 
+def _eval_overrun(grid: g.Grid, model: str) -> dict | None:
+    """A model's evaluation (its longest shard) estimated past its runtime: {key, fits, minutes,
+    what}. The key is sizes.<size>.evaluate_shards when more shards bring every shard under the
+    runtime (``fits``: the least count that does), else the runtime key (one (task, condition)
+    alone takes longer; ``fits`` 0)."""
+    n = g.eval_shard_count(grid, model)
+    jobs = [eval_job(grid, model)] if n == 1 else [eval_job(grid, model, i) for i in range(n)]
+    worst = max(jobs, key=lambda j: j.hours)
+    if not worst.gpus or worst.hours * 60 <= worst.runtime_min:
+        return None
+    what = "" if n == 1 else f"shard {worst.name.rsplit('#', 1)[1]} of {n} of "
+    what += (f"evaluate_model {model} is estimated at ~{worst.hours * 60:.0f} min ({worst.extra['tokens']:,} tokens at "
+             f"one GPU's speed: a model spread over GPUs runs layer by layer; plan.eval_mfu; python -m itlab.plan)")
+    out = {"key": eval_runtime_key(grid, model), "fits": 0, "minutes": worst.hours * 60, "what": what,
+           "shards": n, "runtime": worst.runtime_min}
+    per_token = worst.hours * 60 / worst.extra["tokens"]
+    for more in range(n + 1, len(grid.evals[model].items) + 1):
+        longest = max(sum(g.eval_pair_tokens(grid, model, *p) for p in shard) for shard in g.eval_shards(grid, model, more))
+        if longest * per_token <= worst.runtime_min:
+            size = grid.base_models[grid.model_meta(model)["base_model"]].size
+            return {**out, "key": f"sizes.{size}.evaluate_shards", "fits": more}
+    return out
+
+
+def eval_runtime_errors(grid: g.Grid) -> list[tuple[str, str]]:
+    """runtime_errors of the evaluation jobs: one per config key, naming its longest model
+    (for a shard key, with the count that brings every model of the size under its runtime)."""
+    from itlab.config import ConfigError
+
+    by_key: dict[str, list[dict]] = {}
+    for model in grid.evals:
+        try:
+            over = _eval_overrun(grid, model)
+        except ConfigError:  # a GPU model without plan.gpu_models: not estimated
+            continue
+        if over:
+            by_key.setdefault(over["key"], []).append(over)
+    out = []
+    for key, overs in by_key.items():
+        o = max(overs, key=lambda o: o["minutes"])
+        others = f" (and {len(overs) - 1} more model(s))" if len(overs) > 1 else ""
+        if key.endswith(".evaluate_shards"):
+            out.append((key, f"{o['shards']}: {o['what']}{others}, past its {o['runtime']} min runtime: set it to "
+                             f"{max(x['fits'] for x in overs)} or more"))
+        else:
+            out.append((key, f"{o['runtime']} min, but {o['what']}{others}: raise it"))
+    return out
+
+
 def _resource_blocks(cfg: dict):
     """(key, resources) of every resources block of the config."""
     for size, spec in cfg["sizes"].items():
@@ -232,16 +291,7 @@ def runtime_errors(grid: g.Grid) -> list[tuple[str, str]]:
     An evaluation on a GPU model without a plan.gpu_models entry is not estimated."""
     from itlab.config import ConfigError
 
-    cfg, out = grid.cfg, []
-    for model in grid.evals:
-        try:
-            job = eval_job(grid, model)
-        except ConfigError:
-            continue
-        if job.gpus and job.hours * 60 > job.runtime_min:
-            out.append((eval_runtime_key(grid, model),
-                        f"{job.runtime_min} min, but evaluate_model {model} is estimated at ~{job.hours * 60:.0f} min "
-                        f"({job.extra['tokens']:,} tokens at plan.eval_mfu; python -m itlab.plan): raise it"))
+    cfg, out = grid.cfg, eval_runtime_errors(grid)
     limits = cfg["plan"]["partition_limits"]
     blocks = list(_resource_blocks(cfg))
     for pair in sorted(grid.behavior_pairs):  # what each study-D job requests (its partition included)

@@ -11,6 +11,8 @@ from itlab.grid import (  # noqa: E402
     Grid,
     all_tasks,
     eval_resources,
+    eval_shard_count,
+    eval_shards,
     behavior_resources,
     behavior_words,
     heldout_tasks,
@@ -223,12 +225,52 @@ def tune_rule_threads():
     )
 
 
+# models of a size with evaluate_shards > 1 -> their shards' (task, condition) pairs
+EVAL_SHARDS = {
+    m: eval_shards(GRID, m) for m in GRID.evals if eval_shard_count(GRID, m) > 1
+}
+
+
 def eval_job(wildcards):
     return GRID.evals[wildcards.model]
 
 
-def eval_rule_resources():
-    return grid_resources(lambda m: eval_resources(GRID, m), GRID.evals, "model")
+def eval_items(wildcards):
+    """The (task, condition) pairs of an evaluation job: the model's, or its shard's."""
+    if hasattr(wildcards, "shard"):
+        return EVAL_SHARDS[wildcards.model][int(wildcards.shard)]
+    return sorted(eval_job(wildcards).items)
+
+
+def eval_model_pattern(sharded):
+    """The model wildcard of evaluate_model (unsharded models) or of the shard rules."""
+    names = entry_pattern(EVAL_SHARDS)
+    if sharded:
+        return names
+    return f"(?!(?:{names})/)(base|tuned)/[A-Za-z0-9._-]+"
+
+
+def eval_rule_resources(sharded=False):
+    models = [m for m in GRID.evals if (m in EVAL_SHARDS) == sharded]
+    return grid_resources(lambda m: eval_resources(GRID, m), models, "model")
+
+
+@signed
+def eval_shard_outputs(wildcards):
+    n = len(EVAL_SHARDS[wildcards.model])
+    return {
+        "scores": [
+            f"{R}/eval_shards/{wildcards.model}/{i}/scores.tsv" for i in range(n)
+        ],
+        "samples": [
+            f"{R}/eval_shards/{wildcards.model}/{i}/samples.jsonl" for i in range(n)
+        ],
+    }
+
+
+@signed
+def eval_shard_items(wildcards):
+    return [[list(p) for p in shard] for shard in EVAL_SHARDS[wildcards.model]]
 
 
 def lm_eval_task(task):
@@ -237,14 +279,14 @@ def lm_eval_task(task):
 
 @signed
 def eval_inputs(wildcards):
-    job = eval_job(wildcards)
+    job, items = eval_job(wildcards), eval_items(wildcards)
     files = [
         f
-        for t, _ in sorted(job.items)
+        for t, _ in items
         if not lm_eval_task(t)
         for f in GRID.eval_task_files(t).values()
     ]
-    harness = harness_manifests(t for t, _ in job.items if lm_eval_task(t))
+    harness = harness_manifests(t for t, _ in items if lm_eval_task(t))
     return {
         "model": GRID.model_done(job.model),
         "data": sorted(set(files)),
@@ -255,7 +297,7 @@ def eval_inputs(wildcards):
 @signed
 def harness_folders(wildcards):
     """lm-eval harness task -> its mirrored data set folder, for this evaluation job."""
-    tasks = {lm_eval_task(t) for t, _ in eval_job(wildcards).items if lm_eval_task(t)}
+    tasks = {lm_eval_task(t) for t, _ in eval_items(wildcards) if lm_eval_task(t)}
     return {
         n: hub.harness_dataset_dir(config, n)
         for n in sorted(tasks)
@@ -266,8 +308,7 @@ def harness_folders(wildcards):
 @signed
 def eval_params(wildcards):
     """Everything that defines an evaluation's result: a change reruns only affected jobs."""
-    job = eval_job(wildcards)
-    items = sorted(job.items)
+    job, items = eval_job(wildcards), eval_items(wildcards)
     uses_k = any(c.endswith("k_shot") for _, c in items)
     # a configured metric that lm-eval never reports is an error, not a dropped point
     wanted = config["studies"].get("scaling", {}).get("metrics", {})

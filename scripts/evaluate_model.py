@@ -1,4 +1,4 @@
-"""Rule evaluate_model: every (task, condition) of one model in one lm-eval session."""
+"""Rules evaluate_model and evaluate_shard: (task, condition) pairs of one model in one lm-eval session."""
 
 import sys
 

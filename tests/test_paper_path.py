@@ -127,13 +127,14 @@ def test_slurm_dry_run_gives_70b_evaluation_the_experiments_gpus(tmp_path):
     res = snakemake("-n", "--profile", "profiles/slurm", "--configfile", "experiments/inherent-limits.yaml",
                     "--config", f"results_dir={tmp_path}")
     assert res.returncode == 0, res.stderr[-3000:]
-    jobs = _job_resources(res.stdout, "evaluate_model")
+    # a 70B model's evaluation runs in shards (sizes.70b.evaluate_shards), each on the size's GPUs
+    jobs = {**_job_resources(res.stdout, "evaluate_model"), **_job_resources(res.stdout, "evaluate_shard")}
     for model in ("base/llama2-70b", "tuned/llama2-70b__mix-flan__qlora__seed-42"):
-        assert int(jobs[f"model={model}"]["gpu"]) * 80 >= 2 * 70, model  # bf16 weights on 80 GB GPUs
+        assert int(jobs[f"model={model}, shard=0"]["gpu"]) * 80 >= 2 * 70, model  # bf16 weights on 80 GB GPUs
     cfg = _yaml("experiments/inherent-limits.yaml")
     big, small = cfg["sizes"]["70b"]["evaluate_resources"], cfg["resources"]["evaluate"]
     for model in ("base/llama2-70b", "tuned/llama2-70b__mix-flan__qlora__seed-42"):
-        r = jobs[f"model={model}"]
+        r = jobs[f"model={model}, shard={cfg['sizes']['70b']['evaluate_shards'] - 1}"]
         assert (int(r["gpu"]), int(r["mem_mb"]), r["slurm_partition"]) == (big["gpus"], big["mem_mb"], big["partition"])
     r = jobs["model=base/llama2-7b"]
     assert (int(r["gpu"]), int(r["mem_mb"]), int(r["runtime"])) == (small["gpus"], small["mem_mb"], small["runtime"])

@@ -155,14 +155,119 @@ def test_an_evaluation_estimated_past_its_runtime_is_an_error_naming_the_key():
     from itlab import grid as g
 
     errors = plan.runtime_errors(g.Grid(validate(_inherent_limits_before_the_fix(), ROOT)))
-    assert [k for k, _ in errors] == ["resources.evaluate.runtime"]
-    # the base 13B: 21 tasks x 2 conditions, at most 2,500 items each, 256 prompt + 200 new
-    # tokens an item; 2 N FLOPs a token at 312 TFLOP/s x eval_mfu 0.1 = ~11.1 h > 600 min
-    assert "evaluate_model base/llama2-13b is estimated at ~665 min" in errors[0][1]
-    assert 47_880_000 * 2 * 13e9 / (312e12 * 0.1) / 60 == pytest.approx(665, abs=0.5)
+    assert [k for k, _ in errors] == ["sizes.13b.evaluate_shards"]  # 2 shards of ~8.7 h fit its 10 h
+    assert errors[0][1].startswith("1: ") and errors[0][1].endswith("past its 600 min runtime: set it to 2 or more")
+    # the base 13B: 21 tasks x 2,500 items under base_zero_shot (256 prompt + 200 new tokens an
+    # item) and base_k_shot (2 examples: 3 x 256 + 200); 2 N FLOPs a token at 312 TFLOP/s x
+    # eval_mfu 0.1 = ~17.3 h > 600 min (its SampleGen-tuned models, ~12.8 h, are over too)
+    assert "evaluate_model base/llama2-13b is estimated at ~1038 min" in errors[0][1]
+    assert "(and 3 more model(s))" in errors[0][1]
+    assert 21 * 2500 * (456 + 968) * 2 * 13e9 / (312e12 * 0.1) / 60 == pytest.approx(1038, abs=0.5)
     # the shipped configs: nothing estimated past its limit
     for name in ("inherent-limits", "scaling", "diversity", "teachers", "behavior-shift", "all-studies"):
         assert plan.runtime_errors(g.Grid(_cfg(name))) == [], name
+
+
+# ---- a 70B evaluation: one GPU's speed, in shards ------------------------------------------
+BASE_70B = "base/llama2-70b"
+# study A's base Llama-2-70B: 21 tasks x 2,500 items x [base_zero_shot: 256 prompt + 200 new
+# tokens; base_k_shot, 2 examples: 3 x 256 + 200]; 2 N FLOPs a token on one A100 (312 TFLOP/s)
+# at eval_mfu 0.1. Its 4 GPUs hold the layers one after the other (device_map auto): one
+# computes at a time, so the wall time is the one-GPU time and the GPU-hours 4 times that.
+TOKENS_70B = 21 * 2500 * ((256 + 200) + (3 * 256 + 200))
+HOURS_70B = TOKENS_70B * 2 * 70e9 / (312e12 * 0.1) / 3600
+
+
+def test_a_layer_split_70b_evaluation_takes_one_gpus_time_not_a_quarter():
+    from itlab import grid as g
+
+    grid = g.Grid(_cfg("inherent-limits"))
+    job = plan.eval_job(grid, BASE_70B)  # the whole evaluation as one job
+    # its tokens at one GPU's speed, whatever the token count (the plan divided this by 4)
+    assert job.gpus == 4 and job.hours == pytest.approx(job.extra["tokens"] * 2 * 70e9 / (312e12 * 0.1) / 3600)
+    assert job.extra["tokens"] == TOKENS_70B == 74_760_000  # the 2-shot prompts counted
+    assert job.hours == pytest.approx(HOURS_70B, rel=1e-9) and HOURS_70B == pytest.approx(93.18, abs=0.01)
+    assert job.gpu_hours == pytest.approx(4 * HOURS_70B, rel=1e-9)
+    assert job.hours * 60 > job.runtime_min  # far past its 24 h: hence the shards
+    # the shipped config: 6 shards, their tokens the model's, each within its runtime
+    shards = [j for j in plan.plan_jobs(_cfg("inherent-limits")) if j.name.startswith(BASE_70B + "#")]
+    assert [j.rule for j in shards] == ["evaluate_shard"] * 6
+    assert sum(j.extra["tokens"] for j in shards) == TOKENS_70B
+    assert sum(j.gpu_hours for j in shards) == pytest.approx(4 * HOURS_70B, rel=1e-9)
+    assert max(j.hours for j in shards) * 60 <= shards[0].runtime_min
+    assert max(j.hours for j in shards) == pytest.approx(16.2, abs=0.05)  # the plan's largest job
+
+
+def test_shards_are_balanced_by_estimated_tokens_not_by_count():
+    from itlab import grid as g
+
+    grid = g.Grid(_cfg("inherent-limits"))
+    pairs = grid.evals[BASE_70B].items
+    weights = {p: g.eval_pair_tokens(grid, BASE_70B, *p) for p in pairs}
+    assert set(weights.values()) == {2500 * 456, 2500 * 968}  # a 2-shot pair costs twice a zero-shot one
+    shards = g.eval_shards(grid, BASE_70B)
+    assert len(shards) == 6 and sorted(p for s in shards for p in s) == sorted(pairs)  # each pair once
+    loads = [sum(weights[p] for p in s) for s in shards]
+    assert max(loads) - min(loads) <= max(weights.values())
+    assert len({len(s) for s in shards}) > 1  # equal tokens, unequal pair counts
+    # seven pairs a shard, dealt in sorted order: three shards get only 2-shot pairs
+    by_count = [sorted(pairs)[i::6] for i in range(6)]
+    assert max(sum(weights[p] for p in s) for s in by_count) > max(loads)
+    assert g.balance_shards({"a": 5, "b": 4, "c": 3, "d": 3, "e": 1}, 2) == [["a", "d"], ["b", "c", "e"]]  # 8 and 8
+    assert g.eval_shards(grid, BASE_70B, 100) == [[p] for p in sorted(pairs, key=lambda p: (-weights[p], p))]
+
+
+def test_an_evaluation_past_its_runtime_names_the_shard_key_with_a_count_that_fits():
+    from itlab import grid as g
+
+    cfg = yaml.safe_load((ROOT / "experiments/inherent-limits.yaml").read_text())
+    cfg["sizes"]["70b"]["evaluate_shards"] = 1
+    errors = plan.runtime_errors(g.Grid(validate(cfg, ROOT)))
+    assert [k for k, _ in errors] == ["sizes.70b.evaluate_shards"]
+    assert f"evaluate_model {BASE_70B} is estimated at ~{HOURS_70B * 60:.0f} min" in errors[0][1]
+    assert "(and 9 more model(s))" in errors[0][1]  # its 9 tuned models (SampleGen's ~69 h)
+    assert errors[0][1].endswith("set it to 4 or more")  # 4 balanced shards: <= 23.6 h each
+    # one (task, condition) alone past the runtime: more shards cannot help, the runtime key
+    cfg["sizes"]["70b"]["evaluate_shards"] = 6
+    cfg["sizes"]["70b"]["evaluate_resources"]["runtime"] = 60  # a zero-shot pair alone is ~1.4 h
+    errors = plan.runtime_errors(g.Grid(validate(cfg, ROOT)))
+    assert [k for k, _ in errors] == ["sizes.70b.evaluate_resources.runtime"]
+    assert errors[0][1].startswith("60 min, but shard ") and BASE_70B in errors[0][1]
+
+
+@pytest.mark.slow
+def test_sharded_evaluation_jobs_in_the_dry_run_are_the_plans(tmp_path):
+    """Study A's dry-run: each 70B model's shards as evaluate_shard jobs with the plan's
+    resources and their own logs, merged by one local merge_eval_shards job into the
+    eval/<model>/ files the downstream rules read; other models keep one evaluate_model job."""
+    res = _dry_run(tmp_path, yaml.safe_load((ROOT / "experiments/inherent-limits.yaml").read_text()))
+    assert res.returncode == 0, res.stderr[-3000:]
+    blocks = [b for b in re.split(r"\n\[[^\]]+\]\n", res.stdout) if re.match(r"\s*(?:local)?rule \w+:", b)]
+    shards, merges, whole = {}, {}, set()
+    for b in blocks:
+        rule = re.match(r"\s*(?:local)?rule (\w+):", b).group(1)
+        if rule == "evaluate_shard":
+            m = re.search(r"wildcards: model=(\S+), shard=(\d+)", b)
+            r = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)$", b, re.M).group(1).split(", "))
+            shards[f"{m.group(1)}#{m.group(2)}"] = (r, re.search(r"log: (\S+)", b).group(1))
+        elif rule == "merge_eval_shards":
+            merges[re.search(r"wildcards: model=(\S+)", b).group(1)] = re.search(r"output: (.*)$", b, re.M).group(1)
+        elif rule == "evaluate_model":
+            whole.add(re.search(r"wildcards: model=(\S+)", b).group(1))
+    cfg = _cfg("inherent-limits")
+    jobs = {j.name: j for j in plan.plan_jobs(cfg) if j.rule == "evaluate_shard"}
+    assert set(jobs) == set(shards) and len(shards) == 10 * 6  # the base 70B and its 9 tuned models
+    for name, j in jobs.items():
+        r, log = shards[name]
+        assert (j.gpus, j.mem_mb, j.runtime_min) == (int(r["gpu"]), int(r["mem_mb"]), int(r["runtime"])), name
+        assert log == f"{tmp_path}/results/logs/evaluate_shard/{name.replace('#', '/')}.log"
+    assert set(merges) == {n.split("#")[0] for n in jobs} and not set(merges) & whole
+    assert merges[BASE_70B] == (f"{tmp_path}/results/eval/{BASE_70B}/scores.tsv, "
+                                f"{tmp_path}/results/eval/{BASE_70B}/samples.jsonl")
+    assert len(whole) == 94 - 10 and "base/llama2-13b" in whole
+    # the merge runs where snakemake runs (a local rule: no Slurm job, no GPU)
+    local = re.search(r"^localrules:\s+([\w,\s]+?)\n\n", (ROOT / "rules/evaluate.smk").read_text(), re.M)
+    assert "merge_eval_shards" in local.group(1).replace(",", " ").split()
 
 
 def test_a_runtime_over_its_partitions_limit_is_an_error_naming_the_key(capsys):
@@ -181,5 +286,5 @@ def test_a_runtime_over_its_partitions_limit_is_an_error_naming_the_key(capsys):
 def test_the_workflow_refuses_a_job_that_would_be_killed_before_any_job(tmp_path):
     res = _dry_run(tmp_path, _inherent_limits_before_the_fix())
     assert res.returncode != 0
-    assert "config key 'resources.evaluate.runtime'" in res.stderr and "base/llama2-13b" in res.stderr
+    assert "config key 'sizes.13b.evaluate_shards'" in res.stderr and "base/llama2-13b" in res.stderr
     assert not (tmp_path / "results").exists()

@@ -83,6 +83,11 @@ def test_standin_inherent_limits(tmp_path, paper_rules):
     assert "Linear4bit" in (root / "logs/tune_model/llama2-70b__mix-no-nli__qlora__seed-42.log").read_text()
     assert args["model_revision"].startswith("meta-llama/Llama-2-70b-hf@standin-")  # id@commit:content hash
     assert (root / "studies/inherent_limits/summary.md").exists()
+    # the 70B stand-in's evaluation ran in 2 shards: merged = one unsharded evaluation; resume
+    from test_evaluate_shards import check_standin_shards
+
+    check_standin_shards(root, ["experiments/inherent-limits.yaml", "experiments/standin/inherent-limits.yaml",
+                                str(tmp_path / "paths.yaml")])
 
 
 @pytest.mark.slow
