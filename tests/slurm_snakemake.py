@@ -1,5 +1,5 @@
 """`python tests/slurm_snakemake.py ARGS` = `python -m snakemake ARGS` with the Slurm executor
-plugin's status checks at most ITLAB_SLURM_MAX_POLL seconds apart (default 2), for the Slurm
+plugin's status checks at most ITLAB_SLURM_MAX_POLL seconds apart (default 1), for the Slurm
 tests on the local test cluster only (profiles/slurm is untouched).
 
 Why: snakemake-executor-plugin-slurm 2.8.0 waits 10 s longer after every status check that
@@ -16,7 +16,7 @@ import sys
 import snakemake_executor_plugin_slurm as plugin
 from snakemake.cli import main
 
-MAX_POLL = float(os.environ.get("ITLAB_SLURM_MAX_POLL", "2"))
+MAX_POLL = float(os.environ.get("ITLAB_SLURM_MAX_POLL", "1"))
 _check_active_jobs = plugin.Executor.check_active_jobs
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake, write_config
+from conftest import ROOT, snakemake
 from itlab.config import ConfigError, validate
 from itlab.interpret import matrices
 
@@ -35,7 +35,7 @@ def test_paper_config_dry_run_lists_sharded_attribution_with_estimated_resources
 
 
 def _cfg():
-    return yaml.safe_load((ROOT / "tests/configs/tiny-behavior.yaml").read_text())
+    return yaml.safe_load((ROOT / "tests/configs/tiny-cd.yaml").read_text())
 
 
 @pytest.mark.parametrize("edit,key", [
@@ -55,20 +55,18 @@ def test_bad_study_d_config_names_the_key(edit, key):
 
 
 @pytest.mark.slow
-def test_tiny_embedded_study_d_runs_end_to_end(tmp_path):
-    cfg = _cfg()
-    cfg["results_dir"] = str(tmp_path / "results")
-    path = write_config(tmp_path, cfg)
-    res = snakemake("--cores", "2", "--configfile", str(path), timeout=900)
+def test_tiny_embedded_study_d_runs_end_to_end(tiny_cd_run):
+    """Study D of the tiny C+D run (conftest.tiny_cd_run: studies C and D in one DAG)."""
+    root, _, res = tiny_cd_run
     assert res.returncode == 0, res.stderr[-5000:]
-    out = tmp_path / "results/studies/behavior_shift"
+    out = root / "studies/behavior_shift"
     scores = pd.read_csv(out / "scores.tsv", sep="\t", keep_default_na=False)
     assert len(scores) == 2 * 4 * 2  # sides x tasks x prompts per task
     assert set(scores.pair) == {"llama-s"} and set(scores.side) == {"base", "tuned"}
     ok = scores[scores.span_error == ""]
     assert len(ok) > 0 and ok.instruction_score.between(0, 10).all()
     # every attribution file reads back in the documented format, shard by shard
-    recs = [r for i in range(2) for r in matrices.read(tmp_path / f"results/interpret/llama-s/tuned/attributions-{i}.jsonl.gz")]
+    recs = [r for i in range(2) for r in matrices.read(root / f"interpret/llama-s/tuned/attributions-{i}.jsonl.gz")]
     assert len(recs) == 8 and all(r["matrix"].shape == (len(r["input_tokens"]), len(r["output_tokens"])) for r in recs)
     summary = (out / "summary.md").read_text()
     assert "1.5579" in summary and "## Bad input" in summary

@@ -34,9 +34,12 @@ if _reason and REQUIRED:
 pytestmark = [pytest.mark.slurm, pytest.mark.skipif(_reason is not None, reason=_reason or "")]
 
 PROFILE = ["--profile", "profiles/slurm", "--workflow-profile", "tests/slurm-profile"]
-# snakemake with the plugin's status checks at most 2 s apart (its back-off to 180 s made the
+# snakemake with the plugin's status checks at most 1 s apart (its back-off to 180 s made the
 # chain wait for polls, not for Slurm): tests/slurm_snakemake.py
 SLURM_SNAKEMAKE = [sys.executable, str(ROOT / "tests/slurm_snakemake.py")]
+
+
+STEPS = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())["recipes"]["default"]["max_steps"]
 
 
 def _slurm_snakemake(*args, timeout=600, env=None):
@@ -87,7 +90,10 @@ def test_chain_with_tuning_job_cancelled_before_any_checkpoint_resumes(tmp_path)
     root = tmp_path / "results"
     run = "llama-s__mix-all__default__seed-1"
     run_dir = root / "tuned" / run
-    cmd = [*SLURM_SNAKEMAKE, *_slurm_args(tmp_path), "--configfile", str(path)]
+    # study A's chain up to its summary (the scorecard and the pretraining report run in the
+    # local workflow tests: two fewer Slurm jobs here)
+    target = str(root / "studies/inherent_limits/summary.md")
+    cmd = [*SLURM_SNAKEMAKE, target, *_slurm_args(tmp_path), "--configfile", str(path)]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline, cancelled, seen = time.time() + 600, None, 0
     while time.time() < deadline and first.poll() is None:
@@ -106,11 +112,12 @@ def test_chain_with_tuning_job_cancelled_before_any_checkpoint_resumes(tmp_path)
     saved = _checkpoints(run_dir)
     assert len(saved) == 1 and int(saved[0].split("-")[1]) >= seen, (saved, seen)
 
-    second = _slurm_snakemake(*_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete", timeout=1500)
+    second = _slurm_snakemake(target, *_slurm_args(tmp_path), "--configfile", str(path), "--rerun-incomplete",
+                              timeout=1500)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     log = (root / "logs/tune_model" / f"{run}.log").read_text()
     step = int(saved[0].split("-")[1])
-    assert f"resumed from {saved[0]} at step {step}/150" in log, log[-3000:]
+    assert f"resumed from {saved[0]} at step {step}/{STEPS}" in log, log[-3000:]
     # synthesis -> tuning -> evaluation -> aggregation all went through Slurm
     assert (root / "tables/scores.tsv").exists() and (root / "studies/inherent_limits/summary.md").exists()
     slurm_logs = {p.relative_to(tmp_path / "slurm-logs").parts[0] for p in (tmp_path / "slurm-logs").rglob("*.log")}
@@ -137,7 +144,6 @@ def test_two_node_tuning_run_warned_requeues_itself_resumes_and_exports(tmp_path
     cfg["sizes"]["s"]["tune"]["processes"] = 1
     cfg["sizes"]["s"]["resources"]["nodes"] = 2
     cfg["recipes"]["default"]["checkpoint_every"] = 1000
-    cfg["recipes"]["default"]["max_steps"] = 150
     cfg["sizes"]["s"]["pretrain_tokens"] = 4000  # the base model only has to exist
     path = write_config(tmp_path, cfg)
     root = tmp_path / "results"
@@ -166,13 +172,13 @@ def test_two_node_tuning_run_warned_requeues_itself_resumes_and_exports(tmp_path
     log = (root / "logs/tune_model" / f"{run}.log").read_text()
     # (the requeued attempt rewrote the rule's log: the requeue shows in Restarts=1 below)
     assert "srun --overlap --nodes=2" in log, log[-4000:]
-    m = re.search(r"resumed from step-(\d+) at step (\d+)/150", log)
+    m = re.search(rf"resumed from step-(\d+) at step (\d+)/{STEPS}", log)
     assert m and int(m.group(1)) >= seen, log[-4000:]
     done = json.loads((run_dir / "DONE.json").read_text())
-    assert done["world_size"] == 2 and done["steps"] == 150
+    assert done["world_size"] == 2 and done["steps"] == STEPS
     assert (run_dir / "model" / "model.safetensors").exists()
     steps = [json.loads(l)["step"] for l in (_train_logs(run_dir) / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 151))  # every step once: the requeued job resumed, never re-ran
+    assert steps == list(range(1, STEPS + 1))  # every step once: the requeued job resumed, never re-ran
     job = subprocess.run(["scontrol", "show", "job", warned[0]], capture_output=True, text=True).stdout
     assert "Restarts=1" in job and "NumNodes=2" in job, job
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, snakemake, write_config
+from conftest import ROOT, snakemake
 from test_workflow import _job_counts
 
 
@@ -89,13 +89,10 @@ def test_bad_teachers_keys_are_named(path, value, key):
 
 
 @pytest.mark.slow
-def test_tiny_teachers_grid_runs_end_to_end(tmp_path):
-    cfg = _yaml("tests/configs/tiny-teachers.yaml")
-    cfg["results_dir"] = str(tmp_path / "results")
-    path = write_config(tmp_path, cfg)
-    res = snakemake("--cores", "2", "--configfile", str(path), timeout=900)
+def test_tiny_teachers_grid_runs_end_to_end(tiny_cd_run):
+    """Study C of the tiny C+D run (conftest.tiny_cd_run: studies C and D in one DAG)."""
+    root, _, res = tiny_cd_run
     assert res.returncode == 0, res.stderr[-5000:]
-    root = tmp_path / "results"
     table = pd.read_csv(root / "studies/teachers/table.tsv", sep="\t")
     assert sorted(table.generator) == ["base", "gold", "noisy", "shuffled", "tuned", "wordy"]
     gold = pd.read_csv(root / "data/teachers/gold/rewards.tsv", sep="\t")
