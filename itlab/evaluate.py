@@ -117,6 +117,10 @@ def hflm_kwargs(model_dir: str, batch_size: int, device: str, trust_remote_code:
     return kwargs
 
 
+def _no_env_info(storage: dict) -> None:
+    """Stands in for lm_eval.evaluator.add_env_info (see evaluate)."""
+
+
 def metric_names(result: dict) -> dict[str, str]:
     """lm-eval result keys ("<metric>,<filter>") -> itlab metric names: the bare metric where
     one filter reports it (``pass@1,create_test`` -> ``pass@1``), the full key where several do
@@ -238,6 +242,11 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
         chosen = harness_samples(manager, [specs.get(n, n) for n in harness], max_items, seed) if harness else {}
         if lm is None:
             lm = HFLM(**hflm_kwargs(model_dir, batch_size, device, trust_remote_code, gpus))
+        # lm-eval's add_env_info collects torch's environment report (pip list, nvidia-smi, ...:
+        # ~2 s of subprocesses per call) into a results key itlab never reads: skipped
+        import lm_eval.evaluator
+
+        lm_eval.evaluator.add_env_info = _no_env_info
         rows, samples = [], []
         for cond in sorted({c for _, c in items}):
             _, few, chat = CONDITIONS[cond]

@@ -85,6 +85,18 @@ def test_samplegen_answers_are_scored_after_the_generated_examples(tmp_path):
     assert _score(scores, "tuned_zero_shot") == 0.0 and samples[0]["response"].startswith("Example:")
 
 
+@pytest.mark.slow
+def test_evaluation_skips_lm_evals_environment_report(tmp_path, monkeypatch):
+    """torch's environment report (pip list, nvidia-smi: ~2 s per simple_evaluate call) is never
+    collected: every evaluation job of every grid would pay it for a results key itlab drops."""
+    import torch.utils.collect_env
+
+    calls = []
+    monkeypatch.setattr(torch.utils.collect_env, "get_pretty_env_info", lambda: calls.append(1) or "")
+    scores, _, _ = _evaluate(tmp_path, [("t", "tuned_zero_shot"), ("t", "base_zero_shot")])
+    assert _score(scores, "tuned_zero_shot") == 1.0 and calls == []
+
+
 def test_samplegen_pattern_takes_the_text_after_the_last_marker():
     from itlab.evaluate import samplegen_pattern, task_yaml
 
