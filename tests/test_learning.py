@@ -17,7 +17,7 @@ import pytest
 from itlab import tasks
 from itlab.tasks import TaskParams
 
-PARAMS = TaskParams(min_len=2, max_len=5)
+PARAMS = TaskParams(min_len=2, max_len=5, phrasing=0)  # as config.yaml: one phrasing per task
 STEPS = 300
 
 
