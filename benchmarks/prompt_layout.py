@@ -7,8 +7,8 @@ greedy exact match on 50 fresh items.
 Layouts, each with the task's 3 phrasings unless said: A the argument inside the sentence
 (the templates before the bracketed slot: ``Which letters start and end fcfh?``); B the same
 with the argument bracketed in place; C one fixed prefix ``Task: [fcfh]``; D the argument
-alone; E ``<instruction>: fcfh``; F ``<instruction>: [fcfh]``; G ``[fcfh] <instruction>.``
-(the registered templates). Tasks: first_last, uppercase, reverse. Prints the training loss
+alone; E ``<instruction>: fcfh``; F ``<instruction>: [fcfh]`` (the registered templates' layout); G ``[fcfh] <instruction>.``
+(the layout registered before). Tasks: first_last, uppercase, reverse. Prints the training loss
 every 100 steps and the exact match.
 """
 

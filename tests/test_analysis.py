@@ -193,3 +193,20 @@ def test_diversity_switch_is_clustered_and_degenerate_curves_are_stated(tmp_path
     assert sw.iloc[0].clusters == 6 and np.isnan(sw.iloc[0].switch) and "falls" in sw.iloc[0].note
     text = diversity.summary(diversity.cell_accuracy(it), sw, None)
     assert "none." in text and "falls" in text and not re.search(r"(?<![(\w])nan(?![)\w])", text.lower())
+
+
+def test_inherent_limits_constant_base_scores_are_stated_as_degenerate_base():
+    """A base model that writes no answer (0 in-context on every task) leaves its tuned models'
+    correlation undefined: the note says why, the summary shows no 'nan'."""
+    import re
+
+    rng = np.random.default_rng(3)
+    table = _study_a_table(rng)
+    dead = (table.base_model == "fb-s") & (table.kind == "base")
+    table.loc[dead, "score"] = 0.0
+    p = inherent_limits.pairs(table, {})
+    corr = inherent_limits.correlations(p, 100, 0)
+    rows = corr[(corr.scope == "model") & (corr.group == "tuned/fb-s-m1")]
+    assert rows.r.isna().all() and rows.note.str.contains("degenerate base model: constant in-context").all()
+    text = inherent_limits.summary(p, corr, inherent_limits.mixed_model(p), table)
+    assert "degenerate base model" in text and not re.search(r"(?<![(\w])nan(?![)\w])", text.lower())

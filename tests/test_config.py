@@ -73,8 +73,8 @@ def test_default_config_is_valid_and_defaults_are_filled(config):
 
 
 def test_mixture_of_only_heldout_tasks_is_rejected(config):
-    config["data"]["heldout_tasks"] = ["markov_rewrite"]
-    config["data"]["mixtures"]["all"]["clusters"] = ["rewriting"]
+    config["data"]["heldout_tasks"] = ["add", "maximum", "multiply", "subtract"]  # the arithmetic cluster
+    config["data"]["mixtures"]["all"]["clusters"] = ["arithmetic"]
     with pytest.raises(ConfigError, match="data.mixtures.all"):
         validate(config)
 

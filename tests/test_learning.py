@@ -3,11 +3,11 @@
 template, packing, loss on responses) and afterwards answers a test split it never saw.
 
 The task needs the model to find WHICH letters of the prompt are the argument. The task
-templates put the argument in a bracketed slot at the start of the prompt; written inside the
-prose instead (``Write fcfh in capital letters.``, letters shared with the prose words) a
-model this size stays near ln 8 nats per answer letter (uniform over the alphabet) for
-hundreds of steps: the second test pins that the layout, not luck, makes the difference
-(``benchmarks/prompt_layout.py`` compares more layouts)."""
+templates end with the argument in a bracketed slot (``Upper case: [fcfh]``), right before the
+answer; written inside the prose instead (``Write fcfh in capital letters.``, letters shared
+with the prose words) a model this size stays near ln 8 nats per answer letter (uniform over
+the alphabet) for hundreds of steps: ``benchmarks/prompt_layout.py`` (layout A against C and
+F) measures that negative control outside the suite."""
 
 import json
 from pathlib import Path
@@ -17,9 +17,8 @@ import pytest
 from itlab import tasks
 from itlab.tasks import TaskParams
 
-PARAMS = TaskParams(min_len=2, max_len=5)
+PARAMS = TaskParams(min_len=2, max_len=5, phrasing=0)  # as config.yaml: one phrasing per task
 STEPS = 300
-PROSE = ("Convert {s} to upper case.", "Write {s} in capital letters.", "Capitalize every letter of {s}.")
 
 
 def _exact_match(model_dir, records):
@@ -63,24 +62,15 @@ def _tune(tmp_path, split):
                                                                             split["test"])
 
 
-def _split(prose: bool):
+def _split():
     from itlab import data
 
-    split = data.synthesize_task("uppercase", {"train": 400, "validation": 0, "test": 50}, 3, PARAMS)
-    if prose:  # the argument written inside the sentence, as the templates did before
-        split = {k: [dict(r, prompt=PROSE[r["phrasing"]].format(**r["inputs"])) for r in v] for k, v in split.items()}
-    return split
+    return data.synthesize_task("uppercase", {"train": 400, "validation": 0, "test": 50}, 3, PARAMS)
 
 
 @pytest.mark.slow
 def test_tuning_teaches_uppercase_that_the_base_cannot_answer(tmp_path):
-    assert all(p.startswith("[{s}] ") for p in tasks.get("uppercase").phrasings)
-    before, after = _tune(tmp_path, _split(prose=False))
+    assert all(p.endswith(": [{s}]") for p in tasks.get("uppercase").phrasings)
+    before, after = _tune(tmp_path, _split())
     assert before == 0.0  # an untrained model never writes the word in capitals
     assert after >= 0.5, (before, after)
-
-
-@pytest.mark.slow
-def test_argument_inside_prose_stays_on_the_plateau(tmp_path):
-    before, after = _tune(tmp_path, _split(prose=True))
-    assert after <= 0.2, (before, after)

@@ -102,3 +102,35 @@ def test_rewrite_random_against_independent():
 def test_rewrite_rejects_empty_lhs():
     with pytest.raises(ValueError):
         rewrite("", "a", "abc")
+
+
+def test_fixed_phrasing_renders_every_example_with_that_phrasing():
+    rng = random.Random(5)
+    task = tasks.get("reverse")
+    exs = [task.example(rng, TaskParams(phrasing=1)) for _ in range(30)]
+    assert {e["phrasing"] for e in exs} == {1}
+    assert all(e["prompt"] == task.phrasings[1].format(**e["inputs"]) for e in exs)
+    free = {task.example(rng, TaskParams())["phrasing"] for _ in range(60)}
+    assert free == {0, 1, 2}
+
+
+def test_embedded_templates_end_with_the_bracketed_argument():
+    # the argument sits right before "\nAnswer:" (benchmarks/prompt_layout.py: a tiny model finds it
+    # there; written inside the prose it does not)
+    for name, task in tasks.REGISTRY.items():
+        if task.cluster == "rewriting":
+            continue
+        for p in task.phrasings:
+            assert re.search(r"\[\{\w+\}\]$", p), (name, p)
+
+
+def test_phrasing_index_beyond_the_three_is_rejected():
+    import yaml
+
+    from itlab.config import ConfigError, validate
+
+    cfg = yaml.safe_load(open("config.yaml"))
+    cfg["data"]["params"]["phrasing"] = 3
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert "data.params.phrasing" in str(err.value)

@@ -74,11 +74,13 @@ def correlations(p: pd.DataFrame, n_boot: int, seed: int, adjusted: bool = False
     for m, g in p.groupby("model"):
         for method in ("pearson", "spearman"):
             r = correlate(g[x], g[y], method)
-            vals = g[y].dropna()
+            vals, base_vals = g[y].dropna(), g[x].dropna()
             if len(vals) == 0:
                 r["note"] = "degenerate model: no tuned score (all missing)"
             elif np.ptp(vals) == 0:
                 r["note"] = f"degenerate model: constant tuned scores (all {vals.iloc[0]:.3g})"
+            elif len(base_vals) and np.ptp(base_vals) == 0:
+                r["note"] = f"degenerate base model: constant in-context scores (all {base_vals.iloc[0]:.3g})"
             rows.append({"scope": "model", "group": m, "units": f"{r['n']} tasks", "inference": "Fisher z", **r})
     out = pd.DataFrame(rows)
     out["scores"] = "chance-adjusted" if adjusted else "raw"

@@ -19,6 +19,7 @@ class TaskParams:
     min_len: int = 3
     max_len: int = 8
     max_number: int = 99
+    phrasing: int | None = None  # one phrasing (its index) for every example; None: a random one each
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Task:
     def example(self, rng: random.Random, params: TaskParams) -> dict:
         """One record: the inputs, a random phrasing, the prompt and the gold answer."""
         inputs = self.sample(rng, params)
-        phrasing = rng.randrange(len(self.phrasings))
+        phrasing = rng.randrange(len(self.phrasings)) if params.phrasing is None else params.phrasing
         return {
             "task": self.name,
             "cluster": self.cluster,

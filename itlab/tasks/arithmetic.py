@@ -22,24 +22,24 @@ def _numbers(rng, p):
 
 register(Task(
     "add", "arithmetic",
-    ("[{a}] [{b}] Add the two numbers.", "[{a}] [{b}] What is the first plus the second?",
-     "[{a}] [{b}] Compute the sum."),
+    ("Add: [{a}] [{b}]", "What is the first plus the second: [{a}] [{b}]",
+     "Compute the sum: [{a}] [{b}]"),
     _pair, lambda d: str(int(d["a"]) + int(d["b"]))))
 
 register(Task(
     "subtract", "arithmetic",
-    ("[{a}] [{b}] Subtract the second number from the first.", "[{a}] [{b}] What is the first minus the second?",
-     "[{a}] [{b}] Compute the difference."),
+    ("Subtract: [{a}] [{b}]", "What is the first minus the second: [{a}] [{b}]",
+     "Compute the difference: [{a}] [{b}]"),
     _ordered_pair, lambda d: str(int(d["a"]) - int(d["b"]))))
 
 register(Task(
     "multiply", "arithmetic",
-    ("[{a}] [{b}] Multiply the two numbers.", "[{a}] [{b}] What is the first times the second?",
-     "[{a}] [{b}] Compute the product."),
+    ("Multiply: [{a}] [{b}]", "What is the first times the second: [{a}] [{b}]",
+     "Compute the product: [{a}] [{b}]"),
     _small_pair, lambda d: str(int(d["a"]) * int(d["b"]))))
 
 register(Task(
     "maximum", "arithmetic",
-    ("[{xs}] Which is the largest number?", "[{xs}] Find the maximum.",
-     "[{xs}] Name the biggest value."),
+    ("Maximum: [{xs}]", "Find the largest number: [{xs}]",
+     "Name the biggest value: [{xs}]"),
     _numbers, lambda d: str(max(int(x) for x in d["xs"].split()))))

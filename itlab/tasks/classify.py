@@ -32,25 +32,25 @@ def _word(rng, p):
 
 register(Task(
     "is_palindrome", "classify",
-    ("[{s}] Is the word a palindrome? Answer yes or no.", "[{s}] Does it read the same backwards? yes or no.",
-     "[{s}] Answer yes or no, is it equal to its reverse?"),
+    ("Palindrome? [{s}]", "Does it read the same backwards, yes or no: [{s}]",
+     "Answer yes or no, is it equal to its reverse: [{s}]"),
     _maybe_palindrome, lambda d: _yes(d["s"] == d["s"][::-1])))
 
 register(Task(
     "contains_letter", "classify",
-    ("[{s}] [{c}] Does the word contain the letter? Answer yes or no.",
-     "[{s}] [{c}] Is the letter in the word? yes or no.",
-     "[{s}] [{c}] Answer yes or no, does the letter occur in the word?"),
+    ("Contains? [{c}] [{s}]",
+     "Is the letter in the word, yes or no: [{c}] [{s}]",
+     "Answer yes or no, does the letter occur in the word: [{c}] [{s}]"),
     _word_and_letter, lambda d: _yes(d["c"] in d["s"])))
 
 register(Task(
     "even_length", "classify",
-    ("[{s}] Does the word have an even number of letters? Answer yes or no.",
-     "[{s}] Is the length even? yes or no.", "[{s}] Answer yes or no, is it of even length?"),
+    ("Even length? [{s}]",
+     "Is the length even, yes or no: [{s}]", "Answer yes or no, is it of even length: [{s}]"),
     _word, lambda d: _yes(len(d["s"]) % 2 == 0)))
 
 register(Task(
     "is_sorted", "classify",
-    ("[{s}] Are the letters in alphabetical order? Answer yes or no.",
-     "[{s}] Is it sorted from a to z? yes or no.", "[{s}] Answer yes or no, is it alphabetically sorted?"),
+    ("Sorted? [{s}]",
+     "Is it sorted from a to z, yes or no: [{s}]", "Answer yes or no, is it alphabetically sorted: [{s}]"),
     _maybe_sorted, lambda d: _yes(list(d["s"]) == sorted(d["s"]))))

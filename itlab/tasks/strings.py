@@ -9,29 +9,29 @@ def _word(rng, p):
 
 register(Task(
     "reverse", "strings",
-    ("[{s}] Reverse the string.", "[{s}] Write it backwards.", "[{s}] Spell it in reverse order."),
+    ("Reverse: [{s}]", "Write it backwards: [{s}]", "Spell it in reverse order: [{s}]"),
     _word, lambda d: d["s"][::-1]))
 
 register(Task(
     "uppercase", "strings",
-    ("[{s}] Convert to upper case.", "[{s}] Write in capital letters.", "[{s}] Capitalize every letter."),
+    ("Upper case: [{s}]", "Write in capital letters: [{s}]", "Capitalize every letter: [{s}]"),
     _word, lambda d: d["s"].upper()))
 
 register(Task(
     "sort_letters", "strings",
-    ("[{s}] Sort the letters alphabetically.", "[{s}] Put the letters in alphabetical order.",
-     "[{s}] Arrange the characters from a to z."),
+    ("Sort: [{s}]", "Put the letters in alphabetical order: [{s}]",
+     "Arrange the characters from a to z: [{s}]"),
     _word, lambda d: "".join(sorted(d["s"]))))
 
 register(Task(
     "dedupe", "strings",
-    ("[{s}] Remove repeated letters, keeping first occurrences.",
-     "[{s}] Delete every letter that already appeared earlier.",
-     "[{s}] Keep only the first occurrence of each letter."),
+    ("Dedupe: [{s}]",
+     "Delete every letter that already appeared earlier: [{s}]",
+     "Keep only the first occurrence of each letter: [{s}]"),
     _word, lambda d: "".join(dict.fromkeys(d["s"]))))
 
 register(Task(
     "first_last", "strings",
-    ("[{s}] Give the first and the last letter.", "[{s}] Which letters start and end the word?",
-     "[{s}] Write the first letter followed by the last letter."),
+    ("First and last: [{s}]", "Which letters start and end the word: [{s}]",
+     "Write the first letter followed by the last letter: [{s}]"),
     _word, lambda d: d["s"][0] + d["s"][-1]))
