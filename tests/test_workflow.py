@@ -32,7 +32,9 @@ def test_default_config_dry_run(tmp_path):
 def test_inherent_limits_paper_grid_lists_at_least_90_tuning_jobs(tmp_path):
     jobs = _dry_run("--configfile", "experiments/inherent-limits.yaml", results=tmp_path)
     assert jobs["tune_model"] >= 90
-    assert jobs["evaluate_model"] == jobs["tune_model"] + 4  # every tuned model + the 4 base models
+    # every tuned model + the 4 base models, in one job or (70B) in evaluate_shards merged jobs
+    assert jobs["evaluate_model"] + jobs["merge_eval_shards"] == jobs["tune_model"] + 4
+    assert jobs["evaluate_shard"] == 6 * jobs["merge_eval_shards"] > 0  # sizes.70b.evaluate_shards
     assert "pretrain_model" not in jobs  # hub models: nothing is pretrained at paper scale
 
 
