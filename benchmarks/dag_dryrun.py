@@ -129,7 +129,8 @@ def main():
         if parts:
             print(f"  profiled CPU s (inflated by cProfile) {'itlab':>8s} {'bare':>7s} {'extra':>7s}")
             for name in parts[0]:
-                print(f"  {name:37s} {parts[0][name]:8.2f} {parts[1][name]:7.2f} {parts[0][name] - parts[1][name]:7.2f}")
+                ours_s, bare_s = parts[0][name], parts[1][name]
+                print(f"  {name:37s} {ours_s:8.2f} {bare_s:7.2f} {ours_s - bare_s:7.2f}")
 
 
 if __name__ == "__main__":

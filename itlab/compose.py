@@ -68,7 +68,8 @@ def _deep_merge(base: dict, over: dict) -> dict:
         if v is None:
             out.pop(k, None)
         else:
-            out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+            both = isinstance(v, dict) and isinstance(out.get(k), dict)
+            out[k] = _deep_merge(out[k], v) if both else copy.deepcopy(v)
     return out
 
 
@@ -292,7 +293,7 @@ def compose(config: dict, base_dir: str | Path = ".") -> dict:
             first = raw
             for j, pattern in enumerate(shared):
                 if not any(_shared_paths(raw, raw, pattern)):
-                    raise ConfigError(f"compose_share[{j}]", f"{pattern!r} is no key of the first composed config ({path})")
+                    raise ConfigError(f"compose_share[{j}]", f"{pattern!r} is no key of the first config ({path})")
         elif shared:
             raw = _share(first, raw, shared)
         try:

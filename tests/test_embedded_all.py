@@ -81,7 +81,7 @@ def test_compose_share_gives_later_configs_the_first_configs_keys(tmp_path):
         validate(spec, tmp_path)
     shared = ["seed", "data.params", "data.splits", "data.corpus", "tokenizer", "pretraining", "sizes.*", "recipes.*"]
     cfg = validate({**spec, "compose_share": shared}, tmp_path)
-    assert cfg["tokenizer"]["kind"] == a["tokenizer"]["kind"] and cfg["data"]["corpus"]["documents"] == a["data"]["corpus"]["documents"]
+    assert (va := validate(a, ROOT))["tokenizer"] == cfg["tokenizer"] and va["data"]["corpus"] == cfg["data"]["corpus"]
     assert cfg["sizes"]["s"]["pretrain_tokens"] == a["sizes"]["s"]["pretrain_tokens"]
     assert not any(n.startswith(("s-", "default-")) for n in [*cfg["sizes"], *cfg["recipes"]])  # nothing renamed
     # a path the first config does not have is named
