@@ -8,7 +8,14 @@ same Snakefile with ``script:`` instead of ``shell:``: Snakemake reads each scri
 (and evaluates its params) in a dry-run, a cost per job that every itlab rule pays (they are all
 scripts) and a shell-only Snakefile does not; the ratio to it is itlab's own share.
 
-    python benchmarks/dag_dryrun.py [--repeats 3] [--only all-studies]
+    python benchmarks/dag_dryrun.py [--repeats 3] [--only all-studies] [--breakdown]
+
+``--breakdown`` profiles one dry-run of each config and of its bare Snakefile (cProfile on the
+process's CPU clock, so the seconds are inflated by the profiler but comparable between the
+two) and prints where the difference goes, by phase: parsing the workflow (rules and config),
+resolving each job's inputs (Job objects and their input files, one per input edge), Snakemake's
+per-job check of ``script:`` sources and conda envs, the needrun pass (file times), and the
+share of all that spent in itlab's own code (rules/*.smk functions, itlab/).
 """
 
 from __future__ import annotations
@@ -54,10 +61,51 @@ def dry_run(args, cwd) -> tuple[float, float, int]:
     return seconds, cpu, total
 
 
+PHASES = {  # phase -> (file suffix, line, function) of the profiled call that holds it
+    "parse workflow": ("Snakefile", 1, "<module>"),
+    "resolve jobs + inputs": ("snakemake/dag.py", 1159, "update"),
+    "script sources": ("snakemake/script/__init__.py", 1361, "get_source"),
+    "conda env specs": ("snakemake/dag.py", 380, "update_conda_envs"),
+    "needrun (file times)": ("snakemake/dag.py", 1411, "update_needrun"),
+}
+PROFILE = """import cProfile, runpy, sys, time
+out = sys.argv[1]; sys.argv = ["snakemake", *sys.argv[2:]]
+prof = cProfile.Profile(time.process_time); prof.enable()
+try:
+    runpy.run_module("snakemake", run_name="__main__")
+except SystemExit:
+    pass
+prof.disable(); prof.dump_stats(out)
+"""
+
+
+def breakdown(args, cwd, tmp) -> dict:
+    """Profiled CPU seconds per phase (PHASES), itlab's own code and the total of one dry-run."""
+    import pstats
+
+    out = Path(tmp) / f"prof-{len(os.listdir(tmp))}.prof"
+    script = Path(tmp) / "profile_snakemake.py"
+    script.write_text(PROFILE)
+    subprocess.run([sys.executable, str(script), str(out), "-n", "--quiet", "--cores", "1", *args], cwd=cwd,
+                   capture_output=True, text=True, check=True)
+    stats = pstats.Stats(str(out)).stats
+    row = {name: 0.0 for name in PHASES}
+    for (file, line, func), (_, _, tottime, cumtime, _) in stats.items():
+        for name, (suffix, want_line, want_func) in PHASES.items():
+            if file.endswith(suffix) and line == want_line and func == want_func:
+                row[name] = max(row[name], cumtime)
+    root = str(ROOT) + os.sep
+    row["itlab code (self time)"] = sum(v[2] for (f, _, _), v in stats.items()
+                                  if f.startswith(root) and f"{os.sep}site-packages{os.sep}" not in f)
+    row["total"] = sum(v[2] for v in stats.values())
+    return row
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", nargs="*", help="config names (e.g. all-studies); default: every paper config")
+    ap.add_argument("--breakdown", action="store_true", help="profile one dry-run each: where the ratio goes")
     opt = ap.parse_args()
     configs = [c for c in CONFIGS if not opt.only or c.stem in opt.only]
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -74,8 +122,15 @@ def main():
             (Path(tmp) / "Snakefile").write_text(BARE_SCRIPT.format(n=jobs - 1))
             (Path(tmp) / "make.py").write_text("open(snakemake.output[0], 'w').close()\n")
             script_cpu = min(dry_run([], tmp)[1] for _ in range(opt.repeats))
+            (Path(tmp) / "Snakefile").write_text(BARE.format(n=jobs - 1))
+            parts = (breakdown(args, ROOT, tmp), breakdown([], tmp, tmp)) if opt.breakdown else None
         print(f"{str(cfg):34s} {jobs:5d} {ours:8.2f} {bare:7.2f} {ours / bare:6.2f} {ours_cpu:9.2f} {bare_cpu:8.2f} "
               f"{ours_cpu / bare_cpu:6.2f} {script_cpu:10.2f} {ours_cpu / script_cpu:6.2f}", flush=True)
+        if parts:
+            print(f"  profiled CPU s (inflated by cProfile) {'itlab':>8s} {'bare':>7s} {'extra':>7s}")
+            for name in parts[0]:
+                ours_s, bare_s = parts[0][name], parts[1][name]
+                print(f"  {name:37s} {ours_s:8.2f} {bare_s:7.2f} {ours_s - bare_s:7.2f}")
 
 
 if __name__ == "__main__":

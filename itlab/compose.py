@@ -20,7 +20,14 @@ named with the file), then merged:
   must agree; where they do not, the composing file must set it (else a ConfigError naming the
   key and the files).
 
-Keys set in the composing file itself win over the merged result (dicts merge key by key).
+Keys set in the composing file itself win over the merged result (dicts merge key by key; a key
+set to null there is removed, e.g. a generator the composition leaves out).
+
+``compose_share`` (a list of dotted key paths, ``*`` for any name) makes the later configs take
+those keys from the first composed config before they are validated: every composed config then
+runs on the first one's data, tokenizer and sizes (one corpus, one pretrained ladder) and the
+first config's changes flow into the others. A path is replaced only in a config that sets it
+itself; ``sizes.*`` replaces each size both configs define, whole (its tune settings too).
 """
 
 from __future__ import annotations
@@ -54,10 +61,39 @@ def _set(d: dict, path, value):
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on ``base``, dicts key by key; a key ``over`` sets to null is removed (the schema has no null
+    value), e.g. a generator a composition leaves out."""
     out = dict(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        if v is None:
+            out.pop(k, None)
+        else:
+            both = isinstance(v, dict) and isinstance(out.get(k), dict)
+            out[k] = _deep_merge(out[k], v) if both else copy.deepcopy(v)
     return out
+
+
+def _shared_paths(first: dict, raw: dict, pattern: str, prefix=()):
+    """Key paths of ``pattern`` (dotted, ``*`` for any key) set both in ``first`` and ``raw``."""
+    head, _, rest = pattern.partition(".")
+    names = [k for k in raw if k in first] if head == "*" else [head] if head in raw and head in first else []
+    for name in names:
+        if not rest:
+            yield (*prefix, name)
+        elif isinstance(raw[name], dict) and isinstance(first[name], dict):
+            yield from _shared_paths(first[name], raw[name], rest, (*prefix, name))
+
+
+def _share(first: dict, raw: dict, patterns: list[str]) -> dict:
+    """``raw`` with the keys of ``patterns`` replaced by the first config's values."""
+    raw = copy.deepcopy(raw)
+    for pattern in patterns:
+        for path in list(_shared_paths(first, raw, pattern)):
+            src, dst = first, raw
+            for k in path[:-1]:
+                src, dst = src[k], dst[k]
+            dst[path[-1]] = copy.deepcopy(src[path[-1]])
+    return raw
 
 
 def _tag(raw: dict, path: str) -> str:
@@ -242,7 +278,9 @@ def compose(config: dict, base_dir: str | Path = ".") -> dict:
     from itlab.config import validate
 
     base_dir = Path(base_dir)
-    own = {k: v for k, v in config.items() if k != "compose"}
+    own = {k: v for k, v in config.items() if k not in ("compose", "compose_share")}
+    shared = config.get("compose_share", [])
+    first = None
     u = _Union()
     for i, path in enumerate(config["compose"]):
         file = base_dir / path
@@ -251,6 +289,13 @@ def compose(config: dict, base_dir: str | Path = ".") -> dict:
         raw = yaml.load(file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         if "compose" in raw:
             raise ConfigError(f"compose[{i}]", f"{path} composes other configs itself (one level only)")
+        if first is None:
+            first = raw
+            for j, pattern in enumerate(shared):
+                if not any(_shared_paths(raw, raw, pattern)):
+                    raise ConfigError(f"compose_share[{j}]", f"{pattern!r} is no key of the first config ({path})")
+        elif shared:
+            raw = _share(first, raw, shared)
         try:
             val = validate(raw, base_dir)
         except ConfigError as err:

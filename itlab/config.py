@@ -85,6 +85,8 @@ def validate(config: dict, base_dir: str | Path = ".") -> dict:
         from itlab.compose import compose
 
         config = compose(config, base_dir)
+    elif "compose_share" in config:
+        raise ConfigError("compose_share", "is only valid beside compose")
     _schema_validate(config)
     _check_semantics(config, Path(base_dir))
     return config
