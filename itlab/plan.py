@@ -140,10 +140,6 @@ def tune_jobs(grid: g.Grid) -> list[Job]:
     return out
 
 
-def eval_items(grid: g.Grid, task: str, settings: dict) -> int:
-    return g.eval_items(grid, task, settings)
-
-
 def eval_job(grid: g.Grid, model: str, shard: int | None = None, shards: int | None = None) -> Job:
     """The evaluation job of a model (``shard``: one of its shards, itlab.grid.eval_shards, of
     its sizes.<size>.evaluate_shards or ``shards``).
@@ -157,7 +153,7 @@ def eval_job(grid: g.Grid, model: str, shard: int | None = None, shards: int | N
     gpus = int(res["gpu"] or 0)
     settings = g.eval_settings(grid, model)
     pairs = sorted(job.items) if shard is None else g.eval_shards(grid, model, shards)[shard]
-    items = sum(eval_items(grid, t, settings) for t, _ in pairs)
+    items = sum(g.eval_items(grid, t, settings) for t, _ in pairs)
     tokens = sum(g.eval_pair_tokens(grid, model, *pair) for pair in pairs)
     n = g.param_count(grid.cfg, grid.base_models[grid.model_meta(model)["base_model"]])
     spec = gpu_spec(grid.cfg, res.get("gpu_model"))
