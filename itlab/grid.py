@@ -538,11 +538,20 @@ def tune_resources(grid: Grid, run_id: str) -> dict:
     return out
 
 
+def eval_resources_block(grid: Grid, model: str) -> tuple[str, dict]:
+    """(config key, block) of a model's evaluation resources: sizes.<size>.evaluate_resources
+    where the base model's size has them (a 70B model needs several GPUs), else
+    resources.evaluate. Errors and the plan name the key."""
+    size = grid.base_models[grid.model_meta(model)["base_model"]].size
+    own = grid.cfg["sizes"][size].get("evaluate_resources")
+    if own is not None:
+        return f"sizes.{size}.evaluate_resources", own
+    return "resources.evaluate", grid.cfg["resources"]["evaluate"]
+
+
 def eval_resources(grid: Grid, model: str) -> dict:
-    """Resources of a model's evaluation job: sizes.<size>.evaluate_resources where the base
-    model's size has them (a 70B model needs several GPUs), else resources.evaluate."""
-    base = grid.base_models[grid.model_meta(model)["base_model"]]
-    res = _size(grid.cfg, base).get("evaluate_resources", grid.cfg["resources"]["evaluate"])
+    """Resources of a model's evaluation job (eval_resources_block)."""
+    res = eval_resources_block(grid, model)[1]
     out = {"mem_mb": res.get("mem_mb", 4000), "runtime": res.get("runtime", 60), "gpu": res["gpus"],
            "cpus_per_task": res.get("cpus_per_task"), "slurm_partition": res.get("partition"),
            "gpu_model": res.get("gpu_model") if res["gpus"] else None}

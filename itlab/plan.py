@@ -210,13 +210,6 @@ def other_jobs(grid: g.Grid) -> list[Job]:
     return out
 
 
-def eval_runtime_key(grid: g.Grid, model: str) -> str:
-    """The config key an evaluation job's runtime comes from (itlab.grid.eval_resources)."""
-    size = grid.base_models[grid.model_meta(model)["base_model"]].size
-    own = "evaluate_resources" in grid.cfg["sizes"][size]
-    return f"sizes.{size}.evaluate_resources.runtime" if own else "resources.evaluate.runtime"
-
-
 def _eval_overrun(grid: g.Grid, model: str) -> dict | None:
     """A model's evaluation (its longest shard) estimated past its runtime: {key, fits, minutes,
     what}. The key is sizes.<size>.evaluate_shards when more shards bring every shard under the
@@ -230,7 +223,7 @@ def _eval_overrun(grid: g.Grid, model: str) -> dict | None:
     what = "" if n == 1 else f"shard {worst.name.rsplit('#', 1)[1]} of {n} of "
     what += (f"evaluate_model {model} is estimated at ~{worst.hours * 60:.0f} min ({worst.extra['tokens']:,} tokens at "
              f"one GPU's speed: a model spread over GPUs runs layer by layer; plan.eval_mfu; python -m itlab.plan)")
-    out = {"key": eval_runtime_key(grid, model), "fits": 0, "minutes": worst.hours * 60, "what": what,
+    out = {"key": g.eval_resources_block(grid, model)[0] + ".runtime", "fits": 0, "minutes": worst.hours * 60, "what": what,
            "shards": n, "runtime": worst.runtime_min}
     per_token = worst.hours * 60 / worst.extra["tokens"]
     for more in range(n + 1, len(grid.evals[model].items) + 1):

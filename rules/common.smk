@@ -235,7 +235,7 @@ def eval_job(wildcards):
     return GRID.evals[wildcards.model]
 
 
-def eval_items(wildcards):
+def eval_pairs(wildcards):
     """The (task, condition) pairs of an evaluation job: the model's, or its shard's."""
     if hasattr(wildcards, "shard"):
         return EVAL_SHARDS[wildcards.model][int(wildcards.shard)]
@@ -279,7 +279,7 @@ def lm_eval_task(task):
 
 @signed
 def eval_inputs(wildcards):
-    job, items = eval_job(wildcards), eval_items(wildcards)
+    job, items = eval_job(wildcards), eval_pairs(wildcards)
     files = [
         f
         for t, _ in items
@@ -297,7 +297,7 @@ def eval_inputs(wildcards):
 @signed
 def harness_folders(wildcards):
     """lm-eval harness task -> its mirrored data set folder, for this evaluation job."""
-    tasks = {lm_eval_task(t) for t, _ in eval_items(wildcards) if lm_eval_task(t)}
+    tasks = {lm_eval_task(t) for t, _ in eval_pairs(wildcards) if lm_eval_task(t)}
     return {
         n: hub.harness_dataset_dir(config, n)
         for n in sorted(tasks)
@@ -308,7 +308,7 @@ def harness_folders(wildcards):
 @signed
 def eval_params(wildcards):
     """Everything that defines an evaluation's result: a change reruns only affected jobs."""
-    job, items = eval_job(wildcards), eval_items(wildcards)
+    job, items = eval_job(wildcards), eval_pairs(wildcards)
     uses_k = any(c.endswith("k_shot") for _, c in items)
     # a configured metric that lm-eval never reports is an error, not a dropped point
     wanted = config["studies"].get("scaling", {}).get("metrics", {})
