@@ -269,6 +269,19 @@ def _resource_blocks(cfg: dict):
         yield f"resources.{name}", res
 
 
+def partition_warnings(cfg: dict) -> list[tuple[str, str]]:
+    """(config key, message) of every GPU resources block without a partition: under Slurm its
+    jobs go to the profile's default partition (profiles/slurm: a CPU partition), where the
+    GPU request is refused at submission, after the jobs before it have run. Locally harmless,
+    so a warning, not an error."""
+    blocks = list(_resource_blocks(cfg))
+    if "behavior_shift" in cfg["studies"]:
+        blocks.append(("studies.behavior_shift.resources", cfg["studies"]["behavior_shift"].get("resources", {})))
+    return [(f"{key}.partition", f"asks for {res['gpus']} GPU(s) and names no partition: Slurm puts it on the "
+                                 f"profile's default partition")
+            for key, res in blocks if res.get("gpus") and not res.get("partition")]
+
+
 def runtime_errors(grid: g.Grid) -> list[tuple[str, str]]:
     """(config key, message) of every job that would be killed at its time limit, before any
     job runs (rules/common.smk fails the workflow on them; the plan prints them):
@@ -375,6 +388,8 @@ def render(cfg: dict, jobs: list[Job], concurrent: int, gpus: int = 0, errors=()
         lines.append(f"warning: {len(over)} tuning job(s) are estimated to run past their requested runtime (each "
                      f"requeues from its checkpoint at the limit), e.g. {over[0].name} "
                      f"(~{over[0].hours:.1f} h vs {over[0].runtime_min / 60:.1f} h)")
+    for key, message in partition_warnings(cfg):
+        lines.append(f"warning: config key '{key}': {message}")
     for key, message in errors:
         lines.append(f"error: config key '{key}': {message}")
     return "\n".join(lines)

@@ -288,3 +288,15 @@ def test_the_workflow_refuses_a_job_that_would_be_killed_before_any_job(tmp_path
     assert res.returncode != 0
     assert "config key 'sizes.13b.evaluate_shards'" in res.stderr and "base/llama2-13b" in res.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_gpu_block_without_a_partition_is_a_plan_warning_naming_the_key(tmp_path, capsys):
+    # without a partition, Slurm puts a GPU job on the profile's default (CPU) partition
+    assert plan.main(["--configfile", "experiments/scaling.yaml"]) == 0
+    assert "names no partition" not in capsys.readouterr().out
+    cfg = yaml.safe_load((ROOT / "experiments/scaling.yaml").read_text())
+    del cfg["resources"]["evaluate"]["partition"], cfg["sizes"]["70b"]["resources"]["partition"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert plan.main(["--configfile", str(tmp_path / "c.yaml")]) == 0
+    warned = [l for l in capsys.readouterr().out.splitlines() if "names no partition" in l]
+    assert [l.split("'")[1] for l in warned] == ["sizes.70b.resources.partition", "resources.evaluate.partition"]
