@@ -27,6 +27,8 @@ rule init_model:
         f"{R}/logs/init_model/{{base}}.log",
     conda:
         f"{ENVS}/train.yaml"
+    # every study waits on the base models: build them before anything that can wait
+    priority: 10
     params:
         architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
         model=lambda wildcards: config["sizes"][GRID.base_models[wildcards.base].size][
@@ -52,6 +54,7 @@ rule pretrain_model:
     conda:
         f"{ENVS}/train.yaml"
     threads: 1
+    priority: 10
     resources:
         mem_mb=config["resources"]["pretrain"].get("mem_mb", 4000),
         runtime=config["resources"]["pretrain"].get("runtime", 60),
