@@ -92,7 +92,8 @@ SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=slurm
 AuthType=auth/munge
 # a requeued job may start again after cred_expire seconds (default 120): short for tests
-AuthInfo=cred_expire=20
+# (10: the requeue test waited ~22 s at 20; a step credential is checked within a second here)
+AuthInfo=cred_expire=10
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd/%n
 SlurmctldPidFile=/run/slurmctld.pid
