@@ -10,7 +10,7 @@ order listed per job kind (e.g. "transformers.AutoModelForCausalLM" includes tor
     .venv/bin/python benchmarks/job_overhead.py -r 3       # median of 3
     .venv/bin/python benchmarks/job_overhead.py --tune results/logs/tune_model/X/train_args.json
         # also times one real launch (launcher -> torchrun -> DeepSpeed workers) of that run,
-        # into a scratch copy of its output folder
+        # cut to --max-steps (default 2), into scratch output/log folders
 
 Run before and after a change to the import structure: same script, same machine, one run.
 """
@@ -77,7 +77,7 @@ def phase(code: str, repeats: int) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
-def tune_once(train_args: Path, processes: int) -> tuple[float, float]:
+def tune_once(train_args: Path, processes: int, max_steps: int) -> tuple[float, float]:
     """One real launch of a recorded tune_model run, into scratch output/log folders; it runs
     in the workflow folder the run came from (<root>/results/logs/tune_model/<run>/), read-only."""
     train_args = train_args.resolve()
@@ -88,6 +88,8 @@ def tune_once(train_args: Path, processes: int) -> tuple[float, float]:
         args["output_dir"] = str(scratch / "out")
         args["log_dir"] = str(scratch / "log")
         args.pop("checkpoint_dir", None)
+        if max_steps:  # the fixed cost: a few steps of the recorded run
+            args["max_steps"] = max_steps
         copy = scratch / "train_args.json"
         copy.write_text(json.dumps(args))
         env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -106,6 +108,7 @@ def main(argv=None) -> None:
     parser.add_argument("-r", "--repeats", type=int, default=1)
     parser.add_argument("--tune", type=Path, help="train_args.json of a finished tune_model run to launch once")
     parser.add_argument("--processes", type=int, default=2, help="worker processes of the --tune launch")
+    parser.add_argument("--max-steps", type=int, default=2, help="steps of the --tune launch (0: the run's own)")
     parser.add_argument("--only", choices=["libraries", "jobs", "tune"], help="run one group of phases")
     opts = parser.parse_args(argv)
     load = os.getloadavg()[0]
@@ -121,8 +124,9 @@ def main(argv=None) -> None:
             wall, cpu = phase(code, opts.repeats)
             print(f"{name:58s} {wall:7.2f} {cpu:7.2f}")
     if opts.tune and opts.only in (None, "tune"):
-        wall, cpu = tune_once(opts.tune, opts.processes)
-        print(f"{'tune_model: one full launch of ' + opts.tune.parent.name:58s} {wall:7.2f} {cpu:7.2f}")
+        wall, cpu = tune_once(opts.tune, opts.processes, opts.max_steps)
+        steps = f"{opts.max_steps} steps" if opts.max_steps else "all steps"
+        print(f"{f'tune_model: one launch ({steps}, {opts.processes} processes)':58s} {wall:7.2f} {cpu:7.2f}")
 
 
 if __name__ == "__main__":
