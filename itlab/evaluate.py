@@ -21,14 +21,20 @@ from itlab.metrics import AGGREGATION, METRICS, metric_scale
 
 PROCESS_RESULTS = "itlab_metrics.process_results"  # written as a !function tag
 SAMPLER = "itlab_metrics.ItemShots"  # per-item in-context examples (itlab.shots)
+# prompts and targets (itlab.shots): functions, never Jinja strings, which lm-eval recompiles per document
+PROMPTS = {"base": "itlab_metrics.base_prompt", "chat": "itlab_metrics.chat_prompt", "target": "itlab_metrics.answer"}
 METRICS_MODULE = ("from itlab.metrics import process_results  # noqa: F401\n"
-                  "from itlab.shots import ItemShots  # noqa: F401\n")
+                  "from itlab.shots import ItemShots, answer, base_prompt, chat_prompt  # noqa: F401\n")
 
 
 def _dump(spec: dict) -> str:
-    """YAML text of a task, with process_results and the sampler as lm-eval's !function tags."""
+    """YAML text of a task, with process_results, the sampler, the prompt and the target as
+    lm-eval's !function tags."""
     text = yaml.safe_dump(spec, sort_keys=False)
     text = text.replace(f"sampler: {SAMPLER}", f"sampler: !function {SAMPLER}")
+    for key in ("doc_to_text", "doc_to_target"):
+        for name in PROMPTS.values():
+            text = text.replace(f"{key}: {name}", f"{key}: !function {name}")
     return text.replace(f"process_results: {PROCESS_RESULTS}", f"process_results: !function {PROCESS_RESULTS}")
 
 
@@ -85,8 +91,8 @@ def task_yaml(task: str, condition: str, files: dict, k_shot: int, max_new_token
         "output_type": "generate_until",
         # chat conditions put the bare instruction in the user turn, as in tuning;
         # base conditions use the plain "Answer:" format of the pretraining corpus
-        "doc_to_text": "{{prompt}}" if chat else "{{prompt}}\nAnswer:",
-        "doc_to_target": "{{answer}}",
+        "doc_to_text": PROMPTS["chat" if chat else "base"],
+        "doc_to_target": PROMPTS["target"],
         "target_delimiter": " ",
         "fewshot_delimiter": "\n\n",
         "fewshot_config": {"sampler": SAMPLER},

@@ -195,6 +195,35 @@ def test_k_shot_contexts_are_drawn_per_item_and_never_show_the_item(tmp_path):
     assert sorted(shown) == sorted(tuple(pool[j]["id"] for j in d) for d in prepared)
 
 
+def test_prompts_are_functions_and_lm_eval_renders_the_formats_they_define(tmp_path, monkeypatch):
+    """itlab's task YAMLs name prompt and target functions (a Jinja string is recompiled by
+    lm-eval for every document); the contexts lm-eval builds from them are exactly the base
+    format (k examples, then the item, each "<prompt>\nAnswer: <answer>") and the chat turn."""
+    import jinja2
+
+    from itlab import evaluate
+
+    spec = evaluate._dump(evaluate.task_yaml("t", "base_k_shot", {"test": "x.jsonl"}, 2, 8))
+    assert "doc_to_text: !function itlab_metrics.base_prompt" in spec
+    assert "doc_to_target: !function itlab_metrics.answer" in spec and "{{" not in spec
+    compiled = []
+    real = jinja2.Environment.from_string
+    monkeypatch.setattr(jinja2.Environment, "from_string", lambda env, src, *a, **k: compiled.append(src) or real(env, src, *a, **k))
+    _, _, oracle = _evaluate(tmp_path, [("t", "base_k_shot"), ("t", "tuned_zero_shot")], k=2, n_test=4)
+    assert not [src for src in compiled if "prompt" in src or "answer" in src]  # no per-document template
+    base, chat = oracle.contexts[:4], oracle.contexts[4:]
+    item = {r["id"]: r for r in _records("test", 4)}
+    pool = {r["id"]: r for r in _records("train", 30)}
+    for context in base:
+        *shots, last = context.split("\n\n")
+        assert last == item[re.findall(r"Q (test-\d+):", last)[0]]["prompt"] + "\nAnswer:"
+        assert len(shots) == 2
+        for shot in shots:
+            r = pool[re.findall(r"Q (train-\d+):", shot)[0]]
+            assert shot == f"{r['prompt']}\nAnswer: {r['answer']}"
+    assert sorted(chat) == sorted(f"<|user|>\n{r['prompt']}\n<|assistant|>\n" for r in item.values())
+
+
 def test_prepared_items_are_written_as_json_lm_eval_can_read(tmp_path):
     from itlab.evaluate import prepare_test
 
