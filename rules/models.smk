@@ -25,10 +25,10 @@ rule init_model:
         init=directory(f"{R}/base/{{base}}/init"),
     log:
         f"{R}/logs/init_model/{{base}}.log",
-    conda:
-        f"{ENVS}/train.yaml"
     # every study waits on the base models: build them before anything that can wait
     priority: 10
+    conda:
+        f"{ENVS}/train.yaml"
     params:
         architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
         model=lambda wildcards: config["sizes"][GRID.base_models[wildcards.base].size][
@@ -51,10 +51,10 @@ rule pretrain_model:
         f"{R}/logs/pretrain_model/{{base}}.log",
     benchmark:
         f"{R}/benchmarks/pretrain_model/{{base}}.tsv"
+    priority: 10
     conda:
         f"{ENVS}/train.yaml"
     threads: 1
-    priority: 10
     resources:
         mem_mb=config["resources"]["pretrain"].get("mem_mb", 4000),
         runtime=config["resources"]["pretrain"].get("runtime", 60),
