@@ -1,6 +1,6 @@
 # Two entry points (README): `make run` and `make test`. Both create .venv from pinned
-# requirements first; torch is pinned in the same install (and in constraints.txt) so pip
-# never resolves a CUDA build.
+# requirements first (tools/install_env.py: uv with pip's index settings, pip if uv cannot be
+# had); torch is pinned in the same install (and in constraints.txt) so no CUDA build resolves.
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -8,11 +8,14 @@ CORES ?= all
 
 .PHONY: run report test lint benchmarks plan
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+# The venv's modules are byte-compiled on first import, not at install (uv does not compile;
+# 37 s of the install): an inherited PYTHONDONTWRITEBYTECODE would make every job recompile
+# torch's modules in memory, so it is not passed on.
+unexport PYTHONDONTWRITEBYTECODE
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml tools/install_env.py
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip -c constraints.txt
-	$(VENV)/bin/pip install -q -r requirements.txt -c constraints.txt
-	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	$(VENV)/bin/python tools/install_env.py
 	touch $(STAMP)
 
 # make run: the five embedded studies in one DAG (experiments/embedded-all.yaml composes config.yaml,
