@@ -115,6 +115,8 @@ def test_fingerprint_hashes_data_content_and_model_revision_not_paths(tmp_path):
 def test_launch_commands_single_and_multi_node():
     one = command("a.json", 4)
     assert one[1:4] == ["-m", "itlab.train.launch", "--standalone"] and "--nproc_per_node=4" in one
+    # one process is its own rank 0: the worker without torchrun
+    assert command("a.json", 1)[1:] == ["-m", "itlab.train", "--args", "a.json"]
     env = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "gpu[1-4]", "ITLAB_HEAD_NODE": "gpu1"}
     multi = command("a.json", 8, nodes=4, env=env)
     # inside the plugin's own srun step: --overlap, and explicit task counts
@@ -125,7 +127,7 @@ def test_launch_commands_single_and_multi_node():
     with pytest.raises(RuntimeError, match="Slurm allocation"):
         command("a.json", 8, nodes=2, env={})
     # torchrun's grace period after a signal, and the signals it forwards to the workers
-    assert "--shutdown-timeout=900" in one and "--shutdown-timeout=1800" in command("a.json", 1, shutdown_grace=1800)
+    assert "--shutdown-timeout=900" in one and "--shutdown-timeout=1800" in command("a.json", 2, shutdown_grace=1800)
     assert any(a.startswith("--signals-to-handle=") and "SIGURG" in a for a in one)
 
 
@@ -386,8 +388,9 @@ def test_lora_is_merged_at_export(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_jobs_at_once_do_not_collide(tiny, tmp_path):
-    procs = [_launch_process(_args(tiny, tmp_path / f"run{i}", max_steps=4, seed=i)) for i in range(2)]
+@pytest.mark.parametrize("processes", [1, 2])
+def test_two_jobs_at_once_do_not_collide(tiny, tmp_path, processes):
+    procs = [_launch_process(_args(tiny, tmp_path / f"run{i}", max_steps=4, seed=i), processes) for i in range(2)]
     for p, i in zip(procs, range(2)):
         assert p.wait(timeout=300) == 0, (tmp_path / f"run{i}.log").read_text()[-2000:]
         assert json.loads((tmp_path / f"run{i}" / "DONE.json").read_text())["steps"] == 4
@@ -410,17 +413,19 @@ def test_finished_or_running_job_never_runs_twice(reference, tiny):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGURG], ids=["sigterm", "sigurg"])
-def test_signal_before_any_checkpoint_saves_at_that_step_and_resumes(long_reference, tiny, tmp_path, sig):
+@pytest.mark.parametrize("sig, processes", [(signal.SIGTERM, 2), (signal.SIGURG, 2), (signal.SIGTERM, 1)],
+                         ids=["sigterm", "sigurg", "sigterm-one-process"])
+def test_signal_before_any_checkpoint_saves_at_that_step_and_resumes(long_reference, tiny, tmp_path, sig, processes):
     """No periodic checkpoint exists when the signal comes (checkpoint_every is beyond the
     run), so the only way to keep the progress is the signal handler: the run must save at
     the step it had reached, exit with EXIT_PREEMPTED, and resume there. SIGURG is the
-    profile's pre-timeout warning; SIGTERM a cancel or a preemption."""
+    profile's pre-timeout warning; SIGTERM a cancel or a preemption. One process: the launcher
+    signals the worker itself, with no torchrun between them."""
     from itlab.train.loop import EXIT_PREEMPTED
 
     out = tmp_path / "run"
     args = _args(tiny, out, max_steps=LONG, checkpoint_every=10 * LONG)
-    proc = _launch_process(args)
+    proc = _launch_process(args, processes)
     ck, deadline = out / "checkpoints", time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if (out / "metrics.jsonl").exists() and len(_metrics(out)) >= 5:
@@ -440,7 +445,7 @@ def test_signal_before_any_checkpoint_saves_at_that_step_and_resumes(long_refere
     # resume for a few steps (stop_after_steps does not change the run's fingerprint): the
     # losses continue exactly as in the uninterrupted run
     more = _args(tiny, out, max_steps=LONG, checkpoint_every=10 * LONG, stop_after_steps=saved + 4)
-    rerun = _launch_process(more)
+    rerun = _launch_process(more, processes)
     rerun.wait(timeout=600)
     log = Path(str(out) + ".log").read_text()
     assert f"resumed from step-{saved:08d} at step {saved}/{LONG}" in log, log[-3000:]

@@ -56,16 +56,26 @@ def head_address(env) -> str:
     return addr or head
 
 
+# A one-process run is its own rank 0: the launcher starts the worker itself (torchrun's start
+# cost 2-2.7 s of CPU per job on the embedded ladder, whose jobs are seconds long). Port 0: the
+# process group's store binds any free port, so parallel jobs never collide.
+SINGLE_PROCESS_ENV = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1", "GROUP_RANK": "0",
+                      "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "0"}
+
+
 def command(args_file: str, processes: int, nodes: int = 1, env=None, shutdown_grace: int = 900) -> list[str]:
-    """The launch command. One node: ``torchrun --standalone`` (it picks a free port, so
-    parallel jobs never collide). Several nodes: one torchrun per node through a nested
-    srun, meeting at the first node of the allocation. The nested srun runs inside the
-    executor plugin's own one-task step, so it needs ``--overlap`` (else it waits for the
-    CPUs that step holds, forever) and explicit task counts (run it with ``srun_env``).
+    """The launch command. One process: the worker itself (run it with ``SINGLE_PROCESS_ENV``).
+    One node: ``torchrun --standalone`` (it picks a free port, so parallel jobs never collide).
+    Several nodes: one torchrun per node through a nested srun, meeting at the first node of
+    the allocation. The nested srun runs inside the executor plugin's own one-task step, so it
+    needs ``--overlap`` (else it waits for the CPUs that step holds, forever) and explicit task
+    counts (run it with ``srun_env``).
     torchrun waits ``shutdown_grace`` seconds for the workers' checkpoint after a signal
     (its own default is 30 s) and ignores a repeated signal meanwhile (see ``torchrun``)."""
     env = os.environ if env is None else env
     module = ["-m", "itlab.train", "--args", str(args_file)]
+    if processes == 1 and nodes == 1:
+        return [sys.executable] + module
     torchrun = [sys.executable, "-m", "itlab.train.launch", f"--nproc_per_node={processes}",
                 f"--shutdown-timeout={int(shutdown_grace)}", f"--signals-to-handle={SIGNALS}"]
     if nodes == 1:
@@ -157,10 +167,15 @@ def launch(args: TrainArguments, processes: int, nodes: int = 1, device: str = "
         print("[itlab] nested srun environment: " + " ".join(f"{k}={v}" for k, v in sorted(env.items())
                                                            if k.startswith("SLURM_JOB_N")), file=log or sys.stdout, flush=True)
     cmd = command(str(args_file), processes, nodes, env, shutdown_grace)
+    direct = processes == 1 and nodes == 1
+    if direct:
+        env.update(SINGLE_PROCESS_ENV)
     print(f"[itlab] launching: {' '.join(cmd)}", file=log or sys.stdout, flush=True)
     RECEIVED["signal"] = None
+    # a worker started here gets its own session, as torchrun gives its workers: a terminal's
+    # Ctrl-C reaches the launcher, which forwards it once
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
-                            preexec_fn=_child_setup)
+                            preexec_fn=_child_setup, start_new_session=direct)
 
     def forward(signum, frame):  # the workers checkpoint; torchrun waits shutdown_grace for them
         RECEIVED["signal"] = RECEIVED["signal"] or signal.Signals(signum)
