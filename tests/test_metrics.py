@@ -1,5 +1,7 @@
 """Generation metrics, and the generated lm-eval tasks scoring a real model."""
 
+import random
+
 import pytest
 
 from itlab.metrics import corpus_bleu, exact_match, normalize, process_results, rouge_l, scoring, token_f1
@@ -37,6 +39,14 @@ def test_rouge_l_hand_computed_and_equal_to_rouge_score():
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     for pred, gold in PAIRS:
         assert rouge_l(pred, gold) == pytest.approx(scorer.score(gold, pred)["rougeL"].fmeasure)
+    # random texts over a small vocabulary (many common subsequences), with case, punctuation,
+    # digits, non-ASCII letters and empty sides: equal to the published implementation
+    rng = random.Random(0)
+    words = ["a", "b", "cat", "Cat", "x1", "42", "the", "é", "naïve", ",", "--", "ß", "dog."]
+    for _ in range(500):
+        pred = " ".join(rng.choices(words, k=rng.randint(0, 12)))
+        gold = " ".join(rng.choices(words, k=rng.randint(0, 12)))
+        assert rouge_l(pred, gold) == pytest.approx(scorer.score(gold, pred)["rougeL"].fmeasure), (pred, gold)
 
 
 def test_bleu_through_lm_evals_aggregation_equals_sacrebleu():
