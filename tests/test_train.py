@@ -397,6 +397,19 @@ def test_two_jobs_at_once_do_not_collide(tiny, tmp_path, processes):
 
 
 @pytest.mark.slow
+def test_cpu_training_builds_no_deepspeed_op(tiny, tmp_path, monkeypatch):
+    """DeepSpeed's CPU backend would JIT-compile its shared-memory all-reduce op (inference only)
+    into TORCH_EXTENSIONS_DIR at the first process group: 32 s on 2 cores, others waiting."""
+    extensions = tmp_path / "torch_extensions"
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(extensions))
+    out = tmp_path / "run"
+    _run(_args(tiny, out, max_steps=2), processes=1)
+    assert json.loads((out / "DONE.json").read_text())["steps"] == 2
+    assert not list(extensions.glob("*shm*")), sorted(p.name for p in extensions.iterdir())
+    assert "built successfully" not in Path(str(out) + ".log").read_text()
+
+
+@pytest.mark.slow
 def test_finished_or_running_job_never_runs_twice(reference, tiny):
     import fcntl
 
