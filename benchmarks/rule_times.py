@@ -61,8 +61,9 @@ def log_seconds(log: Path) -> tuple[dict[str, list[float]], float]:
     return out, wall
 
 
-def newest_log() -> Path | None:
-    logs = sorted((ROOT / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
+def newest_log(workdir: Path) -> Path | None:
+    """The newest Snakemake log of the run started in ``workdir`` (Snakemake writes it there)."""
+    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
     return logs[-1] if logs else None
 
 
@@ -84,10 +85,11 @@ def table(bench: dict[str, list[float]], logged: dict[str, list[float]], wall: f
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=ROOT / "results", help="results_dir of the run")
-    ap.add_argument("--log", type=Path, default=None, help="Snakemake log of the run (default: the newest)")
+    ap.add_argument("--log", type=Path, default=None,
+                    help="Snakemake log of the run (default: the newest of the current directory's run)")
     a = ap.parse_args(argv)
     bench = benchmark_seconds(a.results)
-    log = a.log or newest_log()
+    log = a.log or newest_log(Path.cwd())
     logged, wall = log_seconds(log) if log else ({}, 0.0)
     if not bench and not logged:
         raise SystemExit(f"no benchmark files under {a.results}/benchmarks and no Snakemake log: run the workflow first")
