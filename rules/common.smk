@@ -277,14 +277,23 @@ def lm_eval_task(task):
     return config["data"]["hub_tasks"].get(task, {}).get("lm_eval_task")
 
 
+def uses_k_shot(items):
+    """Whether an evaluation job's (task, condition) pairs draw in-context examples: its
+    k_shot (eval_params) is 0 otherwise, and it never reads a task's few-shot file."""
+    return any(c.endswith("k_shot") for _, c in items)
+
+
 @signed
 def eval_inputs(wildcards):
     job, items = eval_job(wildcards), eval_pairs(wildcards)
+    # the few-shot file only where the job reads it (a zero-shot job's would be an input
+    # edge Snakemake resolves for nothing: ~2,000 of the union's dry-run)
+    splits = ("test", "fewshot") if uses_k_shot(items) else ("test",)
     files = [
-        f
+        GRID.eval_task_files(t)[s]
         for t, _ in items
         if not lm_eval_task(t)
-        for f in GRID.eval_task_files(t).values()
+        for s in splits
     ]
     harness = harness_manifests(t for t, _ in items if lm_eval_task(t))
     return {
@@ -309,7 +318,7 @@ def harness_folders(wildcards):
 def eval_params(wildcards):
     """Everything that defines an evaluation's result: a change reruns only affected jobs."""
     job, items = eval_job(wildcards), eval_pairs(wildcards)
-    uses_k = any(c.endswith("k_shot") for _, c in items)
+    uses_k = uses_k_shot(items)
     # a configured metric that lm-eval never reports is an error, not a dropped point
     wanted = config["studies"].get("scaling", {}).get("metrics", {})
     metrics = {t: wanted[t] for t, _ in items if t in wanted}
