@@ -31,6 +31,7 @@ Estimates (config key ``plan``; defaults in the schema say where they come from)
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,19 @@ def tune_flops(grid: g.Grid, run_id: str) -> float:
     n = g.param_count(grid.cfg, grid.base_models[run.base])
     lora = "lora" in grid.cfg["recipes"][run.recipe]
     return train_tokens(grid, run_id) * (4 * n + 2 * (0 if lora else n))  # adapters neglected
+
+
+def tune_priorities(grid: g.Grid, levels: int = 10) -> dict[str, int]:
+    """Scheduling priority of each tuning run, 0 to levels - 1: the longest runs (estimated
+    FLOPs, log scale) first. On a few cores the makespan's tail is a long run started last
+    (make run: a 50 s study-B cell running alone at the end); longest-first packs the short
+    ones around the long. Below the pretraining rules' priority (10), which feed every run."""
+    logs = {rid: math.log(max(tune_flops(grid, rid), 1.0)) for rid in grid.runs}
+    if not logs:
+        return {}
+    low, high = min(logs.values()), max(logs.values())
+    span = (high - low) or 1.0
+    return {rid: round((levels - 1) * (v - low) / span) for rid, v in logs.items()}
 
 
 def _resources_gpus(res: dict) -> tuple[int, int]:

@@ -36,7 +36,7 @@ _validated = validate_config(config, base_dir=workflow.basedir)
 config.clear()
 config.update(_validated)
 GRID = Grid(config)
-from itlab.plan import runtime_errors  # noqa: E402
+from itlab.plan import runtime_errors, tune_priorities  # noqa: E402
 
 # jobs that would be killed at their time limit: an error before any job (python -m itlab.plan)
 for _key, _message in runtime_errors(GRID):
@@ -217,6 +217,10 @@ def tune_rule_resources():
     return grid_resources(
         lambda run: tune_resources(GRID, run), GRID.runs, "run", {"gpu": 0}
     )
+
+
+def tune_rule_priority():
+    return per_job(tune_priorities(GRID), "run")
 
 
 def tune_rule_threads():

@@ -18,6 +18,8 @@ rule tune_model:
         f"{R}/logs/tune_model/{{run}}.log",
     benchmark:
         f"{R}/benchmarks/tune_model/{{run}}.tsv"
+    # longest runs first (itlab.plan.tune_priorities), after the base models (priority 10)
+    priority: tune_rule_priority()
     conda:
         f"{ENVS}/train.yaml"
     threads: tune_rule_threads()

@@ -300,3 +300,29 @@ def test_a_gpu_block_without_a_partition_is_a_plan_warning_naming_the_key(tmp_pa
     assert plan.main(["--configfile", str(tmp_path / "c.yaml")]) == 0
     warned = [l for l in capsys.readouterr().out.splitlines() if "names no partition" in l]
     assert [l.split("'")[1] for l in warned] == ["sizes.70b.resources.partition", "resources.evaluate.partition"]
+
+
+def test_tuning_jobs_run_longest_first_below_the_base_models(tmp_path):
+    """The dry-run's tune_model priorities order the runs by estimated FLOPs (longest first,
+    so no long run is left to the end on a few cores), all below the base models' 10."""
+    from itlab import grid as g
+
+    res = snakemake("-n", "--cores", "1", "--configfile", "experiments/embedded-all.yaml",
+                    "--config", f"results_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    priority = {}
+    for block in re.split(r"\n\[[^\]]+\]\n", res.stdout):
+        if re.match(r"\s*rule tune_model:", block):
+            p = re.search(r"priority: (\d+)", block)
+            priority[re.search(r"wildcards: run=(\S+)", block).group(1)] = int(p.group(1)) if p else 0
+    cfg = plan.load(["experiments/embedded-all.yaml"], [f"results_dir={tmp_path}"])
+    grid = g.Grid(cfg)
+    flops = {rid: plan.tune_flops(grid, rid) for rid in grid.runs}
+    assert set(priority) == set(flops) and len(priority) >= 20
+    assert min(priority.values()) == 0 and max(priority.values()) == 9
+    for a in flops:
+        for b in flops:
+            if flops[a] > flops[b]:
+                assert priority[a] >= priority[b], (a, b)
+    longest = max(flops, key=flops.get)
+    assert priority[longest] == 9 and priority[min(flops, key=flops.get)] == 0
