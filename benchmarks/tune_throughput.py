@@ -6,9 +6,9 @@ over the same span for both: from the end of the first optimizer step (warm-up: 
 DeepSpeed/Trainer set-up, first-iteration costs) to the end of the last, with the useful tokens
 of exactly those steps; and the whole training call of each (process start to exit: loading,
 set-up, training and, for itlab, the export of the model), as wall seconds.
-On a GPU machine (--gpu) it also reports the MFU of a ~1.1B randomly initialised Llama in bf16.
+The MFU of the loop on a GPU is benchmarks/gpu_mfu.py's.
 
-    python benchmarks/tune_throughput.py [--processes 2] [--examples 1500] [--gpu]
+    python benchmarks/tune_throughput.py [--processes 2] [--examples 1500]
 """
 
 from __future__ import annotations
@@ -124,30 +124,6 @@ def run_hf_trainer(work: Path, processes: int, batch: int) -> dict:
     return _span(ranks[0]["ends"], tokens, whole)
 
 
-def gpu_mfu(work: Path) -> dict:
-    """~1.1B Llama (hidden 2048, 22 layers), random init, bf16, one GPU, 2048-token packed rows."""
-    from itlab import models
-    from itlab.train.args import TrainArguments
-    from itlab.train.launch import launch
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(work / "base")
-    model = models.build_model("llama", {"hidden_size": 2048, "num_layers": 22, "num_heads": 16,
-                                         "intermediate_size": 5632, "max_position_embeddings": 2048}, tok, seed=0)
-    model.save_pretrained(work / "big")
-    tok.save_pretrained(work / "big")
-    # long synthetic documents: the lm objective packs them into full 2048-token rows
-    text = (work / "train.jsonl").read_text().replace("\n", " ")
-    (work / "corpus.txt").write_text("\n\x1e\n".join([text] * 8))
-    args = TrainArguments(model_path=str(work / "big"), train_file=str(work / "corpus.txt"), output_dir=str(work / "gpu"),
-                          objective="lm", max_seq_len=2048, global_batch_size=8, per_device_batch_size=8, max_steps=30,
-                          bf16=True, zero_stage=0, learning_rate=1e-4, checkpoint_every=10**6)
-    with open(work / "gpu.log", "w") as log:
-        assert launch(args, 1, device="cuda", log=log) == 0, (work / "gpu.log").read_text()[-2000:]
-    steps = [json.loads(l) for l in (work / "gpu" / "metrics.jsonl").read_text().splitlines()][5:]
-    return {"mfu": sum(s["mfu"] for s in steps) / len(steps), "tokens_per_s": sum(s["tokens_per_s"] for s in steps) / len(steps)}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--processes", type=int, default=2)
@@ -156,7 +132,6 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8, help="rows per process and step (packed rows vs padded examples)")
     ap.add_argument("--seq-len", type=int, default=256, help="packed row length of the itlab loop")
-    ap.add_argument("--gpu", action="store_true", help="also measure MFU of a 1.1B Llama in bf16")
     opt = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="itlab-bench-") as tmp:
         work = Path(tmp)
@@ -173,9 +148,6 @@ def main():
               f"({hf['steps']} steps; whole call {hf['whole_s']:.1f} s)")
         print(f"ratio itlab / HF Trainer, steps 2..N: {ours['tokens_per_s'] / hf['tokens_per_s']:.2f}x; "
               f"whole call (HF / itlab seconds): {hf['whole_s'] / ours['whole_s']:.2f}x")
-        if opt.gpu:
-            g = gpu_mfu(work)
-            print(f"GPU: 1.1B Llama bf16: {g['tokens_per_s']:.0f} tokens/s, MFU {g['mfu']:.1%}")
 
 
 if __name__ == "__main__":
