@@ -79,7 +79,8 @@ def test_inherent_limits_pairs_join_tuned_with_their_base():
                           metric="exact_match", n=10, seed=1, mixture=None)
             rows.append({**common, "model": f"base/{base}", "kind": "base", "condition": "base_k_shot", "score": score})
             rows.append({**common, "model": f"base/{base}", "kind": "base", "condition": "base_zero_shot", "score": 0.0})
-            rows.append({**common, "model": f"tuned/{base}", "kind": "tuned", "condition": "tuned_zero_shot",
+            rows.append({**common, "model": f"tuned/{base}", "kind": "tuned", "study": "inherent_limits",
+                         "condition": "tuned_zero_shot",
                          "score": score + 0.05, "mixture": "all"})
     p = inherent_limits.pairs(pd.DataFrame(rows))
     assert len(p) == 6 and (p.tuned - p.base_icl).round(6).eq(0.05).all()
@@ -103,9 +104,24 @@ def _study_a_table(rng, tuned_fn=None, metrics=None):
                                  "metric": metric, "score": s + bump})
                 for mix in ("m1", "m2"):
                     s = tuned_fn(base, mix, k, icl) if tuned_fn else icl + 0.1 + rng.normal(0, 0.02)
-                    rows.append({**common, "model": f"tuned/{base}-{mix}", "kind": "tuned", "mixture": mix,
+                    rows.append({**common, "model": f"tuned/{base}-{mix}", "kind": "tuned", "study": "inherent_limits",
+                                 "mixture": mix,
                                  "condition": "tuned_zero_shot", "metric": metric, "score": s + bump})
     return pd.DataFrame(rows)
+
+
+def test_inherent_limits_pairs_only_study_a_tuned_models():
+    """In the five-study DAG the scores table holds every study's tuned models; study A's
+    correlation and tuning effect are over its own (a union run pooled E's single-task and C's
+    teacher-tuned models into them: llama-l counted 7 tuned models instead of 1)."""
+    table = _study_a_table(np.random.default_rng(0))
+    others = table[table.kind == "tuned"].copy()
+    others["study"], others["score"] = "scaling", 1.0
+    others["model"] = others.model + "-e"
+    mixed = pd.concat([table, others], ignore_index=True)
+    p, own = inherent_limits.pairs(mixed, {}), inherent_limits.pairs(table, {})
+    assert set(p.model) == set(own.model) and not p.model.str.endswith("-e").any()
+    pd.testing.assert_frame_equal(p, own)
 
 
 def test_inherent_limits_uses_each_tasks_metric_and_chance():

@@ -28,12 +28,13 @@ PAPER = ("Bigoulaeva et al. (2025) report a significant positive correlation bet
 def pairs(table: pd.DataFrame, scoring: dict | None = None, icl="base_k_shot", tuned="tuned_zero_shot") -> pd.DataFrame:
     """One row per tuned model x task: its score and its base model's ICL and zero-shot scores, each
     on the task's own metric (``scoring[task]["metric"]``, default exact match; all on a 0-1 scale),
-    and the same minus the task's chance rate (``*_adj``)."""
+    and the same minus the task's chance rate (``*_adj``). Tuned models of study A only: in a
+    composed DAG the scores table also holds other studies' (E's single-task, C's teacher-tuned)."""
     scoring = scoring or {}
     metric_of = {t: scoring.get(t, {}).get("metric", DEFAULT_METRIC) for t in table.task.unique()}
     t = table[table.metric == table.task.map(metric_of)]
     base = t[t.kind == "base"].pivot_table(index=["base_model", "task"], columns="condition", values="score")
-    tuned_rows = t[(t.kind == "tuned") & (t.condition == tuned)]
+    tuned_rows = t[(t.kind == "tuned") & (t.study == "inherent_limits") & (t.condition == tuned)]
     out = tuned_rows.merge(base.reset_index(), on=["base_model", "task"], how="inner")
     out = out.rename(columns={"score": "tuned"})
     out["base_icl"] = out[icl] if icl in out else np.nan
