@@ -101,18 +101,18 @@ def build(size: dict, tok, smoke: bool, dtype, device):
 
 
 def measure_tune(work: Path, tok, smoke: bool, steps: int, skip: int, recipes: list[str], layers: dict,
-                 sink) -> list[dict]:
+                 sink) -> None:
     import torch
 
     from itlab.train.args import TrainArguments
     from itlab.train.launch import launch
 
     device = "cpu" if smoke else "cuda"
-    rows, saved = [], {}
-    for recipe in recipes:
-        what, size, settings = TUNE[recipe]
-        size = shape_of(size, smoke, layers.get(recipe, 8))
-        name = what if "num_layers" in TUNE[recipe][1] else f"{label(size)}, {what}"
+    saved = {}
+    for i, recipe in enumerate(recipes):
+        what, shape, settings = TUNE[recipe]
+        size = shape_of(shape, smoke, layers.get(recipe, 8))
+        name = what if "num_layers" in shape else f"{label(size)}, {what}"
         key = json.dumps(size, sort_keys=True)
         if key not in saved:  # one base model per shape
             path = work / f"base{len(saved)}"
@@ -124,39 +124,38 @@ def measure_tune(work: Path, tok, smoke: bool, steps: int, skip: int, recipes: l
         if device == "cuda":  # the worker is another process: give it back what this one cached
             gc.collect()
             torch.cuda.empty_cache()
-        out = work / f"tune{len(rows)}"
+        out, log_path = work / f"tune{i}", work / f"tune{i}.log"
         settings = dict(settings, max_seq_len=64 if smoke else settings["max_seq_len"])
         args = TrainArguments(model_path=str(saved[key]), train_file=str(work / "corpus.txt"), output_dir=str(out),
                               objective="lm", max_steps=steps, bf16=True, learning_rate=1e-5,
                               checkpoint_every=10**6, **settings)
         t0 = time.perf_counter()
         try:
-            with open(work / f"tune{len(rows)}.log", "w") as log:
+            with open(log_path, "w") as log:
                 code = launch(args, 1, device=device, log=log)
             if code != 0:
-                raise RuntimeError((work / f"tune{len(rows)}.log").read_text()[-3000:])
+                raise RuntimeError(log_path.read_text()[-3000:])
             lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()][skip:]
             done = json.loads((out / "DONE.json").read_text())
             tokens = sum(l["tokens"] for l in lines)
             seconds = sum(l["tokens"] / l["tokens_per_s"] for l in lines)
-            rows.append({"part": "tune", "name": name, "params": done["parameters"],
-                         "trainable": done["trainable_parameters"], "steps_timed": len(lines),
-                         "tokens_per_s": tokens / seconds, "mfu": statistics.median(l.get("mfu", 0.0) for l in lines),
-                         "whole_s": time.perf_counter() - t0})
+            row = {"part": "tune", "name": name, "params": done["parameters"],
+                   "trainable": done["trainable_parameters"], "steps_timed": len(lines),
+                   "tokens_per_s": tokens / seconds, "mfu": statistics.median(l.get("mfu", 0.0) for l in lines),
+                   "whole_s": time.perf_counter() - t0}
         except Exception:
-            rows.append({"part": "tune", "name": name, "error": traceback.format_exc()[-3000:]})
-        sink(rows[-1])
+            row = {"part": "tune", "name": name, "error": traceback.format_exc()[-3000:]}
+        sink(row)
         shutil.rmtree(out, ignore_errors=True)
-    return rows
 
 
 def peak_tflops() -> float:
-    import torch
+    """The loop's own table (itlab.train.loop.device_peak_tflops), which must know this GPU."""
+    from itlab.train.loop import device_peak_tflops
 
-    from itlab.train.loop import PEAK_TFLOPS
-
-    name = torch.cuda.get_device_name()
-    return next(v for k, v in PEAK_TFLOPS.items() if k in name)
+    peak = device_peak_tflops()
+    assert peak > 0, "this GPU is not in itlab.train.loop.PEAK_TFLOPS: MFU needs its peak"
+    return peak
 
 
 def timed(fn, device: str, repeats: int) -> float:
@@ -177,7 +176,7 @@ def timed(fn, device: str, repeats: int) -> float:
 
 
 def measure_eval(tok, smoke: bool, layers: int, batches: list[int], prompt: int, new: int, repeats: int,
-                 sink) -> list[dict]:
+                 sink) -> None:
     import torch
 
     device = "cpu" if smoke else "cuda"
@@ -187,14 +186,12 @@ def measure_eval(tok, smoke: bool, layers: int, batches: list[int], prompt: int,
     peak = 1.0 if smoke else peak_tflops()
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(1)
-    rows = []
     batch = batches[0]
     ctx = torch.randint(3, vocab, (batch, 2 * prompt), generator=g).to(device)
     with torch.no_grad():
         s = timed(lambda: model(ctx).logits, device, repeats)
-    rows.append({"part": "eval", "name": f"{label(size)}: forward (log-likelihood), batch {batch} x {2 * prompt} tokens, bf16",
-                 "params": n, "tokens_per_s": batch * 2 * prompt / s, "mfu": batch * 2 * prompt * 2 * n / s / (peak * 1e12)})
-    sink(rows[-1])
+    sink({"part": "eval", "name": f"{label(size)}: forward (log-likelihood), batch {batch} x {2 * prompt} tokens, bf16",
+          "params": n, "tokens_per_s": batch * 2 * prompt / s, "mfu": batch * 2 * prompt * 2 * n / s / (peak * 1e12)})
     for batch in batches:
         ids = torch.randint(3, vocab, (batch, prompt), generator=g)
         mask = torch.ones_like(ids)
@@ -204,15 +201,13 @@ def measure_eval(tok, smoke: bool, layers: int, batches: list[int], prompt: int,
         with torch.no_grad():
             s = timed(lambda: model.generate(input_ids=ids, attention_mask=mask, **gen), device, max(1, repeats // 3))
         # the plan's formula: items x (prompt + new tokens) x 2 N; decode alone: new tokens x 2 N
-        rows.append({"part": "eval", "name": f"{label(size)}: greedy generation, batch {batch}, prompt {prompt} + {new} "
-                     "new tokens, bf16", "params": n, "tokens_per_s": batch * new / s, "seconds": s,
-                     "mfu": batch * (prompt + new) * 2 * n / s / (peak * 1e12)})
-        sink(rows[-1])
-    return rows
+        sink({"part": "eval", "name": f"{label(size)}: greedy generation, batch {batch}, prompt {prompt} + {new} "
+              "new tokens, bf16", "params": n, "tokens_per_s": batch * new / s, "seconds": s,
+              "mfu": batch * (prompt + new) * 2 * n / s / (peak * 1e12)})
 
 
 def measure_attribution(smoke: bool, layers: int, prompt: int, output: int, batches: list[int], tf32: bool,
-                        sink) -> list[dict]:
+                        sink) -> None:
     import torch
 
     from itlab.interpret.attribution import attribute, prepare
@@ -231,17 +226,14 @@ def measure_attribution(smoke: bool, layers: int, prompt: int, output: int, batc
     g = torch.Generator().manual_seed(1)
     inp = torch.randint(3, cfg.vocab_size, (prompt,), generator=g).tolist()
     out = torch.randint(3, cfg.vocab_size, (output,), generator=g).tolist()
-    rows = []
     # itlab runs attribution in strict fp32 (torch's default: no TF32); TF32 shown for comparison
     for b, tf in [(b, False) for b in batches] + ([(max(batches), True)] if tf32 else []):
         torch.backends.cuda.matmul.allow_tf32 = tf
         s = timed(lambda: attribute(model, inp, out, batch=b), device, 2)
-        rows.append({"part": "attribution", "name": f"attribute, {'TF32' if tf else 'fp32'}, {label(size)}, prompt {prompt} + {output} output tokens, batch {b}",
-                     "params": params, "tokens_per_s": output / s,
-                     "tflops": output * 6 * params * (prompt + output) / s / 1e12})
-        sink(rows[-1])
+        sink({"part": "attribution", "name": f"attribute, {'TF32' if tf else 'fp32'}, {label(size)}, prompt {prompt} + "
+              f"{output} output tokens, batch {b}", "params": params, "tokens_per_s": output / s,
+              "tflops": output * 6 * params * (prompt + output) / s / 1e12})
     torch.backends.cuda.matmul.allow_tf32 = False
-    return rows
 
 
 def main():

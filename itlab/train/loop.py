@@ -26,6 +26,15 @@ _STOP = {"requested": False}
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "V100": 125.0}
 
 
+def device_peak_tflops() -> float:
+    """Peak dense bf16 TFLOP/s of this process's CUDA device by its name (PEAK_TFLOPS; A100 is
+    listed before A10, so it matches first); 0 for a device not in the table."""
+    import torch
+
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_TFLOPS.items() if k in name), 0.0)
+
+
 def _request_stop(signum, frame):
     _STOP["requested"] = True
 
@@ -413,14 +422,11 @@ class _Logger:
     """metrics.jsonl + tensorboard on rank 0, and a progress bar when attached to a terminal."""
 
     def __init__(self, out, rank, steps, start, flops_per_token, world, cuda, args):
-        import torch
-
         self.rank, self.flops_per_token, self.world, self.cuda = rank, flops_per_token, world, cuda
         self.last_loss, self.tokens_seen, self.every = float("nan"), 0, args.log_every
         self.peak = args.peak_tflops
         if cuda and not self.peak:
-            name = torch.cuda.get_device_name()
-            self.peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), 0.0)
+            self.peak = device_peak_tflops()
         self.fh = self.tb = self.bar = None
         if rank == 0:
             out.mkdir(parents=True, exist_ok=True)
