@@ -11,8 +11,9 @@ named with the file), then merged:
   mixtures). A hub model is mirrored once per hub id whatever its size name.
 - ``data.hub_tasks`` and ``data.scoring`` merge by name; two different definitions are an error.
 - ``data.tasks`` and ``data.heldout_tasks``: the union. A mixture over ``clusters: all`` is
-  first pinned to its own config's clusters, and a study's ``base_models: all`` to its own
-  config's base models, so that neither grows with the union.
+  first pinned to its own config's clusters, a study's ``base_models: all`` to its own
+  config's base models, and a ``data.corpus`` block to its own config's tasks
+  (``data.corpus.tasks``), so that none grows with the union.
 - ``evaluation``: each config's block becomes ``evaluation_by_study.<study>`` (an evaluation
   job uses its study's), and each hub task keeps its own config's ``max_items``.
   ``resources.evaluate`` moves into the config's sizes as ``evaluate_resources``.
@@ -121,6 +122,19 @@ class _Union:
             if section[candidate] == spec:
                 return candidate
         raise ConfigError(key, f"{name!r} is defined differently by several configs, also as {name}-{tag}")
+
+
+def _pin_corpus(raw: dict) -> dict:
+    """A config that sets its corpus, with the corpus's tasks pinned to the config's own."""
+    corpus = raw.get("data", {}).get("corpus")
+    if corpus is None or "tasks" in corpus:
+        return raw
+    from itlab import tasks as registry
+
+    raw = copy.deepcopy(raw)
+    own = raw["data"].get("tasks", "all")
+    raw["data"]["corpus"]["tasks"] = sorted(registry.REGISTRY) if own == "all" else list(own)
+    return raw
 
 
 def _pin_all(val: dict) -> None:
@@ -289,6 +303,7 @@ def compose(config: dict, base_dir: str | Path = ".") -> dict:
         raw = yaml.load(file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         if "compose" in raw:
             raise ConfigError(f"compose[{i}]", f"{path} composes other configs itself (one level only)")
+        raw = _pin_corpus(raw)
         if first is None:
             first = raw
             for j, pattern in enumerate(shared):

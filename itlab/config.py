@@ -133,6 +133,7 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         members = mixture_tasks(mix, task_clusters, heldout)
         _require(bool(members), key, "selects no task (every task is excluded or held out)")
 
+    _check_names(data["corpus"].get("tasks", []), task_registry.REGISTRY, "data.corpus.tasks", "a registered task")
     for i, f in enumerate(data["corpus"]["extra_files"]):
         _require((base_dir / f).is_file(), f"data.corpus.extra_files[{i}]", f"file {f!r} does not exist")
 

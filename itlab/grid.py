@@ -101,6 +101,11 @@ def synthetic_tasks(cfg: dict) -> list[str]:
     return sorted(task_registry.REGISTRY) if tasks == "all" else list(tasks)
 
 
+def corpus_tasks(cfg: dict) -> list[str]:
+    """The synthetic tasks whose demonstrations the pretraining corpus holds."""
+    return list(cfg["data"]["corpus"].get("tasks") or synthetic_tasks(cfg))
+
+
 def all_tasks(cfg: dict) -> list[str]:
     return synthetic_tasks(cfg) + sorted(cfg["data"]["hub_tasks"])
 

@@ -15,6 +15,7 @@ from itlab.grid import (  # noqa: E402
     eval_shards,
     behavior_resources,
     behavior_words,
+    corpus_tasks,
     heldout_tasks,
     pretrain_arguments,
     scaling_sizes,

@@ -57,7 +57,7 @@ rule build_corpus:
     conda:
         f"{ENVS}/data.yaml"
     params:
-        tasks=synthetic_tasks(config),
+        tasks=corpus_tasks(config),
         corpus=config["data"]["corpus"],
         generator=config["data"]["params"],
         seed=config["seed"],

@@ -8,7 +8,7 @@ import yaml
 
 from conftest import ROOT, snakemake, write_config
 from itlab.config import ConfigError, validate
-from itlab.grid import Grid
+from itlab.grid import Grid, corpus_tasks
 
 ALL = "experiments/embedded-all.yaml"
 ANALYSES = ["analyze_inherent_limits", "analyze_scaling", "analyze_diversity", "analyze_teachers",
@@ -30,11 +30,15 @@ def test_every_study_runs_on_the_default_ladder_built_once():
     union, default = _grid(ALL), _grid("config.yaml")
     assert sorted(union.cfg["studies"]) == sorted(["inherent_limits", "scaling", "diversity", "teachers",
                                                    "behavior_shift"])
-    # one corpus and tokenizer: the default's
+    # one corpus and tokenizer: the default's, over the default's tasks (study B adds markov_rewrite
+    # to the union's data.tasks; its demonstrations stay out of the ladder's corpus)
     for key in ("tokenizer", "pretraining"):
         assert union.cfg[key] == default.cfg[key], key
-    for key in ("params", "splits", "corpus", "heldout_tasks"):
+    for key in ("params", "splits", "heldout_tasks"):
         assert union.cfg["data"][key] == default.cfg["data"][key], key
+    assert "markov_rewrite" in union.cfg["data"]["tasks"]
+    assert corpus_tasks(union.cfg) == corpus_tasks(default.cfg) == default.cfg["data"]["tasks"]
+    assert {**union.cfg["data"]["corpus"], "tasks": None} == {**default.cfg["data"]["corpus"], "tasks": None}
     # the ladder: the default's built bases with the default's sizes, plus study B's from-scratch GPT-2
     ladder = {b for b, m in default.base_models.items() if m.source == "build"}
     built = {b for b, m in union.base_models.items() if m.source == "build"}
@@ -81,9 +85,19 @@ def test_compose_share_gives_later_configs_the_first_configs_keys(tmp_path):
         validate(spec, tmp_path)
     shared = ["seed", "data.params", "data.splits", "data.corpus", "tokenizer", "pretraining", "sizes.*", "recipes.*"]
     cfg = validate({**spec, "compose_share": shared}, tmp_path)
-    assert (va := validate(a, ROOT))["tokenizer"] == cfg["tokenizer"] and va["data"]["corpus"] == cfg["data"]["corpus"]
+    va = validate(a, ROOT)
+    assert va["tokenizer"] == cfg["tokenizer"] and corpus_tasks(va) == corpus_tasks(cfg)
+    assert {**va["data"]["corpus"], "tasks": None} == {**cfg["data"]["corpus"], "tasks": None}
     assert cfg["sizes"]["s"]["pretrain_tokens"] == a["sizes"]["s"]["pretrain_tokens"]
     assert not any(n.startswith(("s-", "default-")) for n in [*cfg["sizes"], *cfg["recipes"]])  # nothing renamed
+    # the corpus is the first config's, tasks included, whatever tasks the later config adds
+    b["data"]["tasks"] = [*b["data"]["tasks"], "markov_rewrite"]
+    write_config(tmp_path, b, "b.yaml")
+    assert corpus_tasks(validate({**spec, "compose_share": shared}, tmp_path)) == corpus_tasks(va)
+    a_named = {**a, "data": {**a["data"], "corpus": {**a["data"]["corpus"], "tasks": ["reverse", "no_such_task"]}}}
+    with pytest.raises(ConfigError) as err:
+        validate(a_named, ROOT)
+    assert err.value.key == "data.corpus.tasks[1]"
     # a path the first config does not have is named
     with pytest.raises(ConfigError) as err:
         validate({**spec, "compose_share": ["tokenizer", "data.corpuss"]}, tmp_path)
