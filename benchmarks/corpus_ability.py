@@ -58,6 +58,8 @@ def main():
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--items", type=int, default=40)
     ap.add_argument("--tasks", default=None, help="comma-separated; default: the config's")
+    ap.add_argument("--seed", type=int, default=None, help="model init and row order; default: the config's")
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate; default: the config's")
     a = ap.parse_args()
     torch.set_num_threads(1)
     cfg = yaml.safe_load(Path(a.config).read_text())
@@ -85,13 +87,14 @@ def main():
         def __len__(self):
             return 258
 
-    torch.manual_seed(cfg["seed"])
+    seed = cfg["seed"] if a.seed is None else a.seed
+    torch.manual_seed(seed)
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_config(build_config(cfg["families"][a.family]["architecture"], m, Tok()))
-    lr = cfg["pretraining"]["learning_rate"]
+    lr = a.lr or cfg["pretraining"]["learning_rate"]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    rng = random.Random(0)
+    rng = random.Random(seed)
     warm = max(1, int(0.05 * steps))
     print(f"corpus {len(stream)} chars, {len(rows)} rows of {L}; {steps} steps of batch {B} "
           f"({steps * B * L} tokens, {steps * B * L / len(stream):.2f} epochs)", flush=True)
