@@ -1,15 +1,19 @@
-"""Where the base ladder loses in-context ability: pretrain one llama of the embedded ladder on
+"""Where the base ladder loses in-context ability: pretrain one model of the embedded ladder on
 the corpus the workflow builds (``itlab.data.build_corpus``: one task per document, demonstrations
 in the plain ``prompt\\nAnswer: answer`` format, one token per character) and score greedy exact
 match per task, zero-shot and k-shot, in the base evaluation's format (``{prompt}\\nAnswer:``,
 examples joined by a blank line, as ``itlab.evaluate.task_yaml`` writes them).
 
-    python benchmarks/corpus_ability.py [--config config.yaml] [--size l] [--seq-len N] [--tokens N]
+    python benchmarks/corpus_ability.py [--config config.yaml] [--size l] [--family neox] [--seed N]
+        [--lr X] [--tokens N] [--batch N] [--seq-len N] [--tasks first_last,reverse]
 
 Reads the corpus, task parameters and the size's shape and budget from the config; prints the
 training loss, then per task the exact match of 0-shot and k-shot prompts and how many
 characters the k-shot prompts hold (positions beyond the pretraining row length are never
-trained). One process, plain torch (no DeepSpeed, no lm-eval), one thread.
+trained). One process, plain torch (no DeepSpeed, no lm-eval), one thread. Whether a model
+crosses the jump to ability depends on its initialisation near the budget where it happens, so
+compare settings over several ``--seed`` values (rows of 4 Dec 2026:
+``benchmarks/measured/corpus_ability-2026-12-04.tsv``).
 """
 
 from __future__ import annotations
