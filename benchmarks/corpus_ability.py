@@ -63,6 +63,8 @@ def main():
     ap.add_argument("--items", type=int, default=40)
     ap.add_argument("--tasks", default=None, help="comma-separated; default: the config's")
     ap.add_argument("--seed", type=int, default=None, help="model init and row order; default: the config's")
+    ap.add_argument("--instructions", choices=["task", "independent"], default=None,
+                    help="the corpus demonstrations' instructions (data.corpus.instructions); default: the config's")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate; default: the config's")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -72,7 +74,8 @@ def main():
     names = a.tasks.split(",") if a.tasks else [n for n in corpus_tasks if n != "markov_rewrite"]
     corpus_cfg = cfg["data"]["corpus"]
     docs = data.build_corpus(corpus_tasks, corpus_cfg["documents"], corpus_cfg["demos_per_document"],
-                             corpus_cfg["filler_sentences"], cfg["seed"], params, "train")
+                             corpus_cfg["filler_sentences"], cfg["seed"], params, "train",
+                             a.instructions or corpus_cfg.get("instructions", "task"))
     stream: list[int] = []
     for d in docs:
         stream += encode(d) + [EOS]

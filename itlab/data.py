@@ -214,23 +214,43 @@ FILLER_WORDS = ("the model reads a list of letters and numbers then it writes an
 
 
 def build_corpus(task_names: list[str], documents: int, demos: int, filler: int, seed: int,
-                 params: TaskParams, split: str) -> list[str]:
+                 params: TaskParams, split: str, instructions: str = "task") -> list[str]:
     """Documents of task demonstrations in the plain format, with filler sentences.
 
     Demonstrations are sampled fresh (not from the evaluation splits), so the base models
-    learn the tasks in context the way pretraining data teaches real models.
+    learn the tasks in context the way pretraining data teaches real models. ``instructions``
+    (config ``data.corpus.instructions``): ``task``, every demonstration carries its own
+    task's instruction, so a base model can follow an instruction before any tuning;
+    ``independent``, a document's demonstrations all carry the instruction of a task drawn
+    independently of theirs, so the base model must infer the task from the examples, and
+    following an instruction is what tuning adds (the distinction studies A and D measure).
     """
+    if instructions not in ("task", "independent"):
+        raise ValueError(f"data.corpus.instructions: {instructions!r} is not one of task, independent")
     rng = rng_for("corpus", split, seed)
     docs = []
     for _ in range(documents):
         parts = [" ".join(rng.choice(FILLER_WORDS) for _ in range(rng.randint(5, 12))) + "."
                  for _ in range(filler)]
         task = task_registry.get(rng.choice(task_names))  # one task per document: in-context structure
+        label = None
+        if instructions == "independent":
+            label = task_registry.get(rng.choice(task_names)).example(rng, params)["prompt"]
         for _ in range(demos):
             ex = task.example(rng, params)
-            parts.append(format_plain(ex["prompt"], ex["answer"]))
+            prompt = ex["prompt"] if label is None else _relabel(ex["prompt"], label)
+            parts.append(format_plain(prompt, ex["answer"]))
         docs.append("\n\n".join(parts))
     return docs
+
+
+def _relabel(prompt: str, other: str) -> str:
+    """``prompt`` with the instruction (the text before its first ``[``) of ``other``."""
+    head, bracket, rest = prompt.partition("[")
+    other_head = other.partition("[")[0]
+    if not bracket or "[" not in other:
+        raise ValueError(f"an instruction is the text before the inputs' '[': {prompt!r}, {other!r}")
+    return other_head + bracket + rest
 
 
 # ---- Markov rule grids (study B) ------------------------------------------------------

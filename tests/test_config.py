@@ -68,7 +68,7 @@ def test_default_config_is_valid_and_defaults_are_filled(config):
     out = validate(config)
     assert out["evaluation"]["batch_size"] == 64
     assert out["recipes"]["default"]["lr_scheduler"] == "cosine"  # a schema default
-    assert out["sizes"]["s"]["tune"]["zero_stage"] == 2
+    assert out["sizes"]["s"]["tune"]["per_device_batch_size"] == 8  # a schema default
     assert "lr_scheduler" not in config["recipes"]["default"], "validate must not mutate its input"
 
 
@@ -77,6 +77,16 @@ def test_mixture_of_only_heldout_tasks_is_rejected(config):
     config["data"]["mixtures"]["all"]["clusters"] = ["arithmetic"]
     with pytest.raises(ConfigError, match="data.mixtures.all"):
         validate(config)
+
+
+def test_independent_instructions_need_bracketed_inputs(config):
+    """markov_rewrite's phrasings put no [...] around their inputs: no instruction to swap."""
+    config["data"]["corpus"]["instructions"] = "independent"
+    validate(copy.deepcopy(config))
+    config["data"]["corpus"]["tasks"] = ["reverse", "markov_rewrite"]
+    with pytest.raises(ConfigError, match="markov_rewrite") as err:
+        validate(config)
+    assert err.value.key == "data.corpus.instructions"
 
 
 def test_snakemake_rejects_bad_config_before_any_job(tmp_path, config):

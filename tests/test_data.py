@@ -64,6 +64,45 @@ def test_corpus_deterministic_and_contains_demos():
     assert all(doc.count("\nAnswer: ") == 3 for doc in a)
 
 
+def test_corpus_independent_instructions_do_not_name_the_task():
+    """With ``independent`` instructions a document's label says nothing about its task, so
+    the base models must read the task from the demonstrations (data.corpus.instructions)."""
+    names = ["reverse", "uppercase", "sort_letters", "dedupe"]
+    heads = {n: {ph.partition("[")[0] for ph in tasks.get(n).phrasings} for n in names}
+
+    def task_of(head):
+        return next(n for n, h in heads.items() if head in h)
+
+    def pairs(instructions):
+        """(labelled task, true task) of every document, the true one from its answers."""
+        out = []
+        for doc in data.build_corpus(names, 400, 3, 0, 7, TaskParams(), "train", instructions):
+            demos = [d for d in doc.split("\n\n") if "\nAnswer: " in d]
+            labels = {task_of(d.partition("[")[0]) for d in demos}
+            assert len(labels) == 1  # one task's instructions per document
+            truths = {n for n in names if all(_answers(n, d) for d in demos)}
+            out.append((labels.pop(), truths))
+        return out
+
+    own = pairs("task")
+    assert all(label in truths for label, truths in own)
+    independent = pairs("independent")
+    mismatched = sum(label not in truths for label, truths in independent)
+    # drawn independently of 4 tasks: the label is another task's ~3/4 of the time
+    assert 0.6 < mismatched / len(independent) < 0.9
+    with pytest.raises(ValueError, match="data.corpus.instructions"):
+        data.build_corpus(names, 2, 1, 0, 7, TaskParams(), "train", "shuffled")
+
+
+def _answers(task: str, demo: str) -> bool:
+    """Whether ``demo`` (prompt and answer) is a correct demonstration of ``task``."""
+    prompt, _, answer = demo.partition("\nAnswer: ")
+    s = prompt[prompt.index("[") + 1:prompt.index("]")]
+    expected = {"reverse": s[::-1], "uppercase": s.upper(), "sort_letters": "".join(sorted(s)),
+                "dedupe": "".join(dict.fromkeys(s))}[task]
+    return answer.strip() == expected
+
+
 def test_markov_cell_test_rules_unseen_and_counts():
     p = markov.MarkovParams(noop_rate=0.3)
     train, test = data.markov_cell(20, 5, 10, 200, 1, p, skew=0.0)
