@@ -40,6 +40,7 @@ BAD = [
      "studies.inherent_limits.mixtures[1]"),
     ("held-out task that does not exist", ["data", "heldout_tasks"], ["dedupe", "nosuchtask"], "data.heldout_tasks[1]"),
     ("unknown task", ["data", "tasks"], ["add", "frobnicate"], "data.tasks[1]"),
+    ("empty corpus task list", ["data", "corpus", "tasks"], [], "data.corpus.tasks"),
     ("size not defined", ["base_models", "neox"], ["s", "xl"], "base_models.neox[1]"),
     ("family not defined", ["base_models", "gpt9"], ["s"], "base_models.gpt9"),
     ("heads do not divide width", ["sizes", "l", "model", "num_heads"], 5, "sizes.l.model.hidden_size"),
