@@ -298,24 +298,37 @@ def tokenize_example(tokenizer, record: dict, chat: bool) -> tuple[list[int], li
 
 
 def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int) -> list[dict]:
-    """Greedy first-fit packing into sequences of ``seq_len`` tokens.
+    """Greedy first-fit packing into sequences of ``seq_len`` tokens, longest examples first.
 
     Each example keeps its own position ids (restarting at 0), from which transformers
     builds a block-diagonal causal mask, so packed examples never attend to each other.
-    Examples longer than ``seq_len`` are truncated.
+    Examples longer than ``seq_len`` are truncated. The first bin with room is found in a
+    max-tree of the bins' free space, O(log n) per example; scanning the bins was quadratic
+    (``benchmarks/pack_speed.py``: 3.4 s against 0.28 s for 39k examples, ~40 min by
+    extrapolation for the paper's study B at 10^6, where the tree takes 8 s).
     """
+    order = sorted(examples, key=lambda e: -len(e[0]))
+    size = 1
+    while size < max(1, len(order)):
+        size *= 2
+    free = [seq_len] * (2 * size)  # leaves: each bin's free tokens (unopened bins: all); inner: max of children
     bins: list[dict] = []
-    for ids, labels in sorted(examples, key=lambda e: -len(e[0])):
+    for ids, labels in order:
         ids, labels = ids[:seq_len], labels[:seq_len]
-        for b in bins:
-            if len(b["input_ids"]) + len(ids) <= seq_len:
-                break
-        else:
-            b = {"input_ids": [], "labels": [], "position_ids": []}
-            bins.append(b)
+        node = 1
+        while node < size:  # the leftmost bin with room: an open one if any fits, else the next new one
+            node = 2 * node if free[2 * node] >= len(ids) else 2 * node + 1
+        index = node - size
+        if index == len(bins):
+            bins.append({"input_ids": [], "labels": [], "position_ids": []})
+        b = bins[index]
         b["input_ids"] += ids
         b["labels"] += labels
         b["position_ids"] += list(range(len(ids)))
+        free[node] -= len(ids)
+        while node > 1:
+            node //= 2
+            free[node] = max(free[2 * node], free[2 * node + 1])
     for b in bins:  # pad to a rectangle; padding is its own "example" and has no loss
         n = seq_len - len(b["input_ids"])
         b["input_ids"] += [pad_id] * n

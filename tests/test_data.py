@@ -166,6 +166,37 @@ def test_packing_is_equivalent_to_separate_examples():
     assert torch.allclose(packed, separate, rtol=1e-4), (packed, separate)
 
 
+def _first_fit(examples, seq_len):
+    """First-fit decreasing by a scan of every bin: the reference ``data.pack`` must match."""
+    bins = []
+    for ids, _ in sorted(examples, key=lambda e: -len(e[0])):
+        ids = ids[:seq_len]
+        for b in bins:
+            if len(b) + len(ids) <= seq_len:
+                break
+        else:
+            b = []
+            bins.append(b)
+        b += ids
+    return bins
+
+
+@pytest.mark.parametrize("seed,count", [(0, 1), (1, 7), (2, 300), (3, 1000)])
+def test_packing_places_every_example_where_first_fit_would(seed, count):
+    """The tree search finds the same bin as scanning: rows identical, none over seq_len, all kept."""
+    rng = random.Random(seed)
+    seq_len = 24
+    examples = []
+    for i in range(count):
+        n = rng.choice([0, 1, rng.randint(2, 12), seq_len, seq_len + 5])  # empty and over-long too
+        examples.append(([1000 * i + j for j in range(n)], ([-100] + list(range(1, n)))[:n]))
+    rows = data.pack(examples, seq_len, pad_id=-1)
+    assert [[t for t in r["input_ids"] if t != -1] for r in rows] == _first_fit(examples, seq_len)
+    assert all(len(r["input_ids"]) == len(r["labels"]) == len(r["position_ids"]) == seq_len for r in rows)
+    kept = sorted(t for r in rows for t in r["input_ids"] if t != -1)
+    assert kept == sorted(t for ids, _ in examples for t in ids[:seq_len])
+
+
 def test_mixture_formats():
     train = _train(["add", "reverse"], n=40)
     base = {"cap": 40, "clusters": "all", "exclude_clusters": [], "exclude_tasks": []}
