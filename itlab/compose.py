@@ -129,11 +129,10 @@ def _pin_corpus(raw: dict) -> dict:
     corpus = raw.get("data", {}).get("corpus")
     if corpus is None or "tasks" in corpus:
         return raw
-    from itlab import tasks as registry
+    from itlab.grid import synthetic_tasks
 
     raw = copy.deepcopy(raw)
-    own = raw["data"].get("tasks", "all")
-    raw["data"]["corpus"]["tasks"] = sorted(registry.REGISTRY) if own == "all" else list(own)
+    raw["data"]["corpus"]["tasks"] = synthetic_tasks({"data": {"tasks": raw["data"].get("tasks", "all")}})
     return raw
 
 
