@@ -6,7 +6,10 @@ process), which stay meaningful on a machine shared with other work. Goal for th
 (issue 16): <= 5 s and <= 1.3x the bare Snakefile. A second baseline, "bare script", is the
 same Snakefile with ``script:`` instead of ``shell:``: Snakemake reads each script job's source
 (and evaluates its params) in a dry-run, a cost per job that every itlab rule pays (they are all
-scripts) and a shell-only Snakefile does not; the ratio to it is itlab's own share.
+scripts) and a shell-only Snakefile does not; the ratio to it is itlab's own share. A third,
+"bare shaped", gives its one rule the directives an itlab job rule has (an input function, log,
+benchmark, two params functions, eight resources functions, threads, conda, script), each a
+trivial function: what Snakemake itself spends on that rule shape, with no itlab code at all.
 
     python benchmarks/dag_dryrun.py [--repeats 3] [--only all-studies] [--breakdown]
 
@@ -42,6 +45,24 @@ rule make:
     shell: "touch {{output}}"
 """
 BARE_SCRIPT = BARE.replace('shell: "touch {{output}}"', 'script: "make.py"')
+BARE_SHAPED = """
+N = {n}
+def inputs(w): return {{"a": "in.txt"}}
+def spec(w): return {{"x": int(w.i)}}
+def res(w): return int(w.i) % 3 + 1
+rule all:
+    input: expand("out/{{i}}.txt", i=range(N))
+rule make:
+    input: unpack(inputs)
+    output: "out/{{i}}.txt"
+    log: "logs/{{i}}.log"
+    benchmark: "benchmarks/{{i}}.tsv"
+    params: spec=spec, other=lambda w: w.i
+    threads: 1
+    resources: mem_mb=res, runtime=res, gpu=res, cpus_per_task=res, a=res, b=res, c=res, d=res
+    conda: "env.yaml"
+    script: "make.py"
+"""
 
 
 def _cpu() -> float:
@@ -110,7 +131,7 @@ def main():
     configs = [c for c in CONFIGS if not opt.only or c.stem in opt.only]
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'config':34s} {'jobs':>5s} {'itlab s':>8s} {'bare s':>7s} {'ratio':>6s} {'itlab cpu':>9s} {'bare cpu':>8s} "
-          f"{'ratio':>6s} {'script cpu':>10s} {'ratio':>6s}")
+          f"{'ratio':>6s} {'script cpu':>10s} {'ratio':>6s} {'shaped cpu':>10s} {'ratio':>6s} {'shaped/bare':>11s}")
     for cfg in configs:
         with tempfile.TemporaryDirectory() as tmp:
             args = ["--configfile", str(cfg), "--config", f"results_dir={tmp}/results"]
@@ -122,10 +143,15 @@ def main():
             (Path(tmp) / "Snakefile").write_text(BARE_SCRIPT.format(n=jobs - 1))
             (Path(tmp) / "make.py").write_text("open(snakemake.output[0], 'w').close()\n")
             script_cpu = min(dry_run([], tmp)[1] for _ in range(opt.repeats))
+            (Path(tmp) / "Snakefile").write_text(BARE_SHAPED.format(n=jobs - 1))
+            (Path(tmp) / "in.txt").write_text("")
+            (Path(tmp) / "env.yaml").write_text("channels: [conda-forge]\ndependencies: [python=3.11]\n")
+            shaped_cpu = min(dry_run([], tmp)[1] for _ in range(opt.repeats))
             (Path(tmp) / "Snakefile").write_text(BARE.format(n=jobs - 1))
             parts = (breakdown(args, ROOT, tmp), breakdown([], tmp, tmp)) if opt.breakdown else None
         print(f"{str(cfg):34s} {jobs:5d} {ours:8.2f} {bare:7.2f} {ours / bare:6.2f} {ours_cpu:9.2f} {bare_cpu:8.2f} "
-              f"{ours_cpu / bare_cpu:6.2f} {script_cpu:10.2f} {ours_cpu / script_cpu:6.2f}", flush=True)
+              f"{ours_cpu / bare_cpu:6.2f} {script_cpu:10.2f} {ours_cpu / script_cpu:6.2f} "
+              f"{shaped_cpu:10.2f} {ours_cpu / shaped_cpu:6.2f} {shaped_cpu / bare_cpu:11.2f}", flush=True)
         if parts:
             print(f"  profiled CPU s (inflated by cProfile) {'itlab':>8s} {'bare':>7s} {'extra':>7s}")
             for name in parts[0]:
