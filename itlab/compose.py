@@ -129,10 +129,10 @@ def _pin_corpus(raw: dict) -> dict:
     corpus = raw.get("data", {}).get("corpus")
     if corpus is None or "tasks" in corpus:
         return raw
-    from itlab.grid import synthetic_tasks
+    from itlab.grid import task_selection
 
     raw = copy.deepcopy(raw)
-    raw["data"]["corpus"]["tasks"] = synthetic_tasks({"data": {"tasks": raw["data"].get("tasks", "all")}})
+    raw["data"]["corpus"]["tasks"] = task_selection(raw["data"].get("tasks", "all"))
     return raw
 
 

@@ -96,9 +96,13 @@ def _selected(value, known):
     return list(known) if value == "all" else list(value)
 
 
+def task_selection(tasks) -> list[str]:
+    """A ``data.tasks`` value ("all" or a list of names) as task names."""
+    return _selected(tasks, sorted(task_registry.REGISTRY))
+
+
 def synthetic_tasks(cfg: dict) -> list[str]:
-    tasks = cfg["data"]["tasks"]
-    return sorted(task_registry.REGISTRY) if tasks == "all" else list(tasks)
+    return task_selection(cfg["data"]["tasks"])
 
 
 def corpus_tasks(cfg: dict) -> list[str]:
