@@ -28,8 +28,10 @@ run: $(STAMP)
 report: $(STAMP)
 	$(VENV)/bin/snakemake --cores 1 --configfile $(RUN_CONFIG) --report results/report.html
 
+# pytest-xdist workers, one per core by default (tests/conftest.py: which tests share one).
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -ra $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint

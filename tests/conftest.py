@@ -16,6 +16,24 @@ sys.path.insert(0, str(ROOT))
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--scheduler", "greedy"]
 
 
+# The suite runs on two pytest-xdist workers (`make test`), and each worker builds its own
+# module and session fixtures. Tests sharing an expensive one (a real workflow run, a reference
+# training run, the stand-in mirror) go to one worker, so it is built once; the Slurm tests go
+# to one worker too, since they share the one test cluster and time its jobs.
+SHARED_FIXTURES = ("tiny_run", "tiny_cd_run", "tiny", "standin_models")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+            continue
+        shared = [f for f in SHARED_FIXTURES if f in item.fixturenames]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+
+
 @pytest.fixture(scope="session")
 def default_config() -> dict:
     return yaml.safe_load((ROOT / "config.yaml").read_text())
