@@ -21,6 +21,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--scheduler", "greedy"]
 # training run, the stand-in mirror) go to one worker, so it is built once; the Slurm tests go
 # to one worker too, since they share the one test cluster and time its jobs.
 SHARED_FIXTURES = ("tiny_run", "tiny_cd_run", "tiny", "standin_models")
+# Torch in a worker (and the training processes a test launches itself) would start one thread
+# per core; with every core busy its threads wait on each other (a 300-step tuning test took
+# 240 s beside another worker, 42 s alone). One thread each, as the workflow's own
+# jobs get from Snakemake (OMP_NUM_THREADS = the rule's threads).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
