@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--scheduler", "greedy"]
 
 
-# The suite runs on two pytest-xdist workers (`make test`), and each worker builds its own
+# `make test` runs the suite on pytest-xdist workers (one per core), and each worker builds its own
 # module and session fixtures. Tests sharing an expensive one (a real workflow run, a reference
 # training run, the stand-in mirror) go to one worker, so it is built once; the Slurm tests go
 # to one worker too, since they share the one test cluster and time its jobs.
