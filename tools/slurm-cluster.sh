@@ -21,6 +21,15 @@
 # when its start time still matches (pids are recycled), waits for it to exit, and SIGKILLs
 # after a grace period. The record lives in /run (not /tmp, which test runs and cleaners may
 # wipe): stop works from any shell, also after a full CI run.
+#
+# Config: `start` writes /etc/slurm/slurm.conf and gres.conf; `stop` puts back what was there
+# before (or removes them). A slurm.conf left behind names a controller that is no longer
+# running, and every Slurm client then waits ~9 s for it: `scontrol show config` took 9.0 s,
+# and the Slurm executor plugin runs it when Snakemake starts (snakemake_executor_plugin_slurm
+# job_status_query.get_min_job_age, at import, whatever the executor), so every snakemake
+# command on the machine took 9 s longer (`snakemake --version` 11.2 s against 2.3 s without
+# the file, 7 Dec 2026). A file that carries this script's header is a leftover of an earlier
+# run, not the machine's own: it is not kept.
 # Needs root (CI machines are root); no systemd is assumed: daemons are started by hand.
 set -euo pipefail
 
@@ -28,6 +37,8 @@ STATE=${ITLAB_SLURM_STATE:-/run/itlab-slurm}
 PARTITION=${ITLAB_SLURM_PARTITION:-itlab}
 NODES=${ITLAB_SLURM_NODES:-2}
 CONF=/etc/slurm
+CONF_FILES="slurm.conf gres.conf"
+HEADER="# written by itlab tools/slurm-cluster.sh"
 DAEMONS="munged slurmctld slurmscriptd slurmd slurmstepd"
 
 log() { echo "[slurm-cluster] $*" >&2; }
@@ -84,8 +95,9 @@ write_config() {
     mkdir -p "$CONF" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm "$STATE"
     chown -R slurm:slurm /var/spool/slurmctld /var/log/slurm 2>/dev/null || true
     names=$(node_names | paste -sd, -)
+    save_config
     {
-        echo "# written by itlab tools/slurm-cluster.sh: a ${NODES}-node test cluster on one machine"
+        echo "$HEADER: a ${NODES}-node test cluster on one machine"
         cat <<CONFEOF
 ClusterName=itlab
 SlurmctldHost=${host}(127.0.0.1)
@@ -129,7 +141,40 @@ CONFEOF
         fi
         echo "PartitionName=${PARTITION} Nodes=${names} Default=YES MaxTime=INFINITE State=UP"
     } >"$CONF/slurm.conf"
-    node_names | sed 's/.*/NodeName=& Name=gpu File=\/dev\/null Count=1/' >"$CONF/gres.conf"
+    {
+        echo "$HEADER"
+        node_names | sed 's/.*/NodeName=& Name=gpu File=\/dev\/null Count=1/'
+    } >"$CONF/gres.conf"
+}
+
+# keep the machine's own config files (once per start) so that stop can put them back
+save_config() {
+    local f
+    mkdir -p "$STATE/config"
+    for f in $CONF_FILES; do
+        [ -e "$STATE/config/$f" ] || [ -e "$STATE/config/$f.absent" ] && continue
+        if [ -f "$CONF/$f" ] && ! ours "$CONF/$f"; then
+            cp -p "$CONF/$f" "$STATE/config/$f"
+        else
+            touch "$STATE/config/$f.absent"
+        fi
+    done
+}
+
+# a file this script wrote (its header on the first line)
+ours() { head -n1 "$1" 2>/dev/null | grep -qF "$HEADER"; }
+
+restore_config() {
+    local f
+    for f in $CONF_FILES; do
+        if [ -f "$STATE/config/$f" ]; then
+            mv -f "$STATE/config/$f" "$CONF/$f"
+            log "restored $CONF/$f"
+        elif [ -e "$STATE/config/$f.absent" ]; then
+            ours "$CONF/$f" && rm -f "$CONF/$f" && log "removed $CONF/$f"
+            rm -f "$STATE/config/$f.absent"
+        fi
+    done
 }
 
 # start a daemon and record the pid its own pid file names, with that process's start time
@@ -224,6 +269,7 @@ stop_recorded() {
 stop() {
     if [ ! -d "$STATE" ] || [ -z "$(ls "$STATE"/*.pid 2>/dev/null)" ]; then
         log "nothing recorded in $STATE: no daemon started by this script to stop"
+        [ -d "$STATE/config" ] && restore_config
         return 0
     fi
     if [ -f "$STATE/slurmctld.pid" ]; then
@@ -237,17 +283,21 @@ stop() {
     local f
     for f in "$STATE"/slurmd*.pid; do [ -f "$f" ] && stop_recorded "$f"; done
     for f in "$STATE/slurmctld.pid" "$STATE/munged.pid"; do [ -f "$f" ] && stop_recorded "$f"; done
+    restore_config
     return 0
 }
 
-# live Slurm/munge daemons that were not running before `start`: non-empty means a leak
+# live Slurm/munge daemons that were not running before `start`, and config files this script
+# wrote that are still in place: non-empty means a leak
 leftovers() {
-    local d line
+    local d line f
     for d in $DAEMONS; do
         live_pids "$d" | while read -r line; do
             grep -qxF "$line" "$STATE/before" 2>/dev/null || echo "$d ${line%% *}"
         done
     done
+    for f in $CONF_FILES; do ours "$CONF/$f" && echo "config $CONF/$f"; done
+    return 0
 }
 
 case "${1:-}" in
