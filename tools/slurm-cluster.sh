@@ -269,7 +269,7 @@ stop_recorded() {
 stop() {
     if [ ! -d "$STATE" ] || [ -z "$(ls "$STATE"/*.pid 2>/dev/null)" ]; then
         log "nothing recorded in $STATE: no daemon started by this script to stop"
-        [ -d "$STATE/config" ] && restore_config
+        restore_config # a no-op when start saved nothing
         return 0
     fi
     if [ -f "$STATE/slurmctld.pid" ]; then
