@@ -29,6 +29,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _is_quick(item) -> bool:
+    return not (item.get_closest_marker("slow") or item.get_closest_marker("slurm")
+                or any(f in item.fixturenames for f in SHARED_FIXTURES))
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
@@ -38,6 +43,11 @@ def pytest_collection_modifyitems(config, items):
         shared = [f for f in SHARED_FIXTURES if f in item.fixturenames]
         if shared:
             item.add_marker(pytest.mark.xdist_group(shared[0]))
+    # Longest first: xdist hands out the groups (largest first), then the other tests in this
+    # order, one at a time to whichever worker runs low. With the minutes-long workflow runs
+    # queued before the ~340 quick tests (232 s in all), the quick ones fill in at the end and
+    # neither worker is left alone with a long run while the other idles.
+    items.sort(key=_is_quick)  # stable: collection order within each kind
 
 
 @pytest.fixture(scope="session")
