@@ -52,7 +52,6 @@ JOBS = {
         "from transformers import AutoModelForCausalLM"
     ),
     "evaluate_model": "import torch; from itlab import hub; from itlab.evaluate import run",
-    "init_model": "from itlab.models import build_model, load_tokenizer",
     "attribute_responses / explain_weights": "from itlab.interpret.jobs import attribute_job, weights_job",
     "measure_responses": "import torch; from itlab.response_metrics import measure",
 }

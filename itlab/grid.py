@@ -347,11 +347,14 @@ def _size(cfg, base: BaseModel) -> dict:
 
 
 def pretrain_arguments(grid: Grid, base_id: str) -> dict:
-    """TrainArguments (as a dict) of pretraining a built base model on the corpus."""
+    """TrainArguments (as a dict) of pretraining a base model built from its family x size
+    config (seeded random weights, made in the training process) on the corpus."""
     cfg, base = grid.cfg, grid.base_models[base_id]
     p = cfg["pretraining"]
     out = f"{grid.root}/base/{base_id}"
-    return {"model_path": f"{out}/init", "train_file": f"{grid.root}/data/corpus/train.txt",
+    return {"model_path": f"{grid.root}/tokenizer", "init_model": {"architecture": base.architecture,
+                                                                  "size": _size(cfg, base)["model"]},
+            "train_file": f"{grid.root}/data/corpus/train.txt",
             "eval_file": f"{grid.root}/data/corpus/validation.txt", "output_dir": out, "objective": "lm",
             "max_seq_len": p["seq_len"], "global_batch_size": p["batch_size"], "per_device_batch_size": p["batch_size"],
             "learning_rate": p["learning_rate"], "warmup_ratio": p["warmup_ratio"], "lr_scheduler": "cosine",

@@ -165,7 +165,7 @@ def mixture_inputs(wildcards):
 
 def pretrain_inputs(wildcards):
     return {
-        "init": f"{R}/base/{wildcards.base}/init",
+        "tokenizer": f"{R}/tokenizer",
         "corpus": f"{R}/data/corpus/train.txt",
         "heldout": f"{R}/data/corpus/validation.txt",
     }

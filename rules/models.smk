@@ -18,29 +18,11 @@ rule train_tokenizer:
         "../scripts/train_tokenizer.py"
 
 
-rule init_model:
-    input:
-        tokenizer=f"{R}/tokenizer",
-    output:
-        init=directory(f"{R}/base/{{base}}/init"),
-    log:
-        f"{R}/logs/init_model/{{base}}.log",
-    # every study waits on the base models: build them before anything that can wait
-    priority: 10
-    conda:
-        f"{ENVS}/train.yaml"
-    params:
-        architecture=lambda wildcards: GRID.base_models[wildcards.base].architecture,
-        model=lambda wildcards: config["sizes"][GRID.base_models[wildcards.base].size][
-            "model"
-        ],
-        seed=config["seed"],
-    script:
-        "../scripts/init_model.py"
-
-
-# Training logs go to logs/pretrain_model/<base>/, checkpoints to results_dir/checkpoints/base/
-# (or scratch_dir): neither declared, so a failed job resumes (see rules/tune.smk).
+# A built base model: made from its family x size config (seeded random weights) in the
+# training process itself, then pretrained on the corpus; every study waits on the base models,
+# so they go first (priority). Training logs go to logs/pretrain_model/<base>/, checkpoints to
+# results_dir/checkpoints/base/ (or scratch_dir): neither declared, so a failed job resumes
+# (see rules/tune.smk).
 rule pretrain_model:
     input:
         unpack(pretrain_inputs),

@@ -1,6 +1,7 @@
-"""Rule pretrain_model: pretrain a built base model (rule init_model) on the corpus for its
-token budget (same DeepSpeed loop as tuning, objective lm). Checkpoints and training logs
-are kept outside the declared outputs, so a failed job resumes."""
+"""Rule pretrain_model: build a base model from its family x size config (seeded random
+weights) and pretrain it on the corpus for its token budget (same DeepSpeed loop as tuning,
+objective lm). Checkpoints and training logs are kept outside the declared outputs, so a
+failed job resumes."""
 
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ with logged(snakemake):  # noqa: F821
     where = {"checkpoint_dir": checkpoint_folder(smk.config, smk.wildcards.base, "base"),
              "log_dir": str(Path(smk.log[0]).with_suffix(""))}  # logs/pretrain_model/<base>/
     args = TrainArguments.from_dict({**smk.params.args, **where})
-    if args.max_tokens == 0:  # budget 0: the randomly initialised model is the base model
+    if args.max_tokens == 0:  # budget 0: the seeded random model is the base model
         finish_without_training(args)
         sys.exit(0)
     code = launch(args, processes=1, device="cpu", log=sys.stdout)

@@ -1,6 +1,7 @@
 """Tuning engine: arguments, DeepSpeed config, schedules, and real multi-process runs
 (ZeRO-2, ZeRO-3, LoRA), kill-and-resume, concurrency, and no double runs."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -362,6 +363,43 @@ def test_zero3_two_processes(tiny, tmp_path):
     assert json.loads((out / "DONE.json").read_text())["steps"] == 6
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     assert model.model.embed_tokens.weight.shape[1] == 32  # gathered, not a ZeRO-3 shard
+
+
+@pytest.mark.slow
+def test_pretraining_from_scratch_starts_from_the_seeded_built_model(tiny, tmp_path):
+    """init_model: the training process builds the base model itself (no init folder, no job
+    of its own). At learning rate 0 one step leaves the weights where they started: exactly
+    build_model's with the run's seed. A zero budget exports that same model untrained."""
+    import torch
+
+    from itlab import data, models
+    from itlab.train.launch import finish_without_training
+
+    size = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(data.DOC_SEPARATOR.join(["12 + 30 = 42 reversed: olleh"] * 40))
+    init = {"architecture": "gpt_neox", "size": size}
+    common = dict(model_path=str(tiny / "tok"), init_model=init, train_file=str(corpus), objective="lm",
+                  max_seq_len=32, global_batch_size=4, per_device_batch_size=4, seed=11, zero_stage=0)
+    trained = TrainArguments.from_dict({**common, "output_dir": str(tmp_path / "lr0"), "learning_rate": 0.0,
+                                        "max_steps": 1})
+    _run(trained, processes=1)
+    untrained = TrainArguments.from_dict({**common, "output_dir": str(tmp_path / "zero"), "max_tokens": 0})
+    finish_without_training(untrained)
+    expected = models.build_model("gpt_neox", size, models.load_tokenizer(str(tiny / "tok")), seed=11).state_dict()
+    other_seed = models.build_model("gpt_neox", size, models.load_tokenizer(str(tiny / "tok")), seed=12).state_dict()
+    for out in ("lr0", "zero"):
+        got = models.load_model(str(tmp_path / out / "model")).state_dict()
+        assert set(got) == set(expected) and len(got) > 4
+        assert all(torch.equal(got[k], expected[k]) for k in got), out
+        assert not all(torch.equal(got[k], other_seed[k]) for k in got)
+        assert models.load_tokenizer(str(tmp_path / out / "model")).get_vocab() == \
+            models.load_tokenizer(str(tiny / "tok")).get_vocab()
+    assert json.loads((tmp_path / "lr0" / "DONE.json").read_text())["steps"] == 1
+    # what the model is built as is part of the run's identity
+    assert trained.fingerprint() != dataclasses.replace(trained, init_model={**init, "architecture": "llama"}).fingerprint()
+    with pytest.raises(ValueError, match="init_model needs exactly"):
+        TrainArguments.from_dict({**common, "init_model": {"architecture": "llama"}})
 
 
 @pytest.mark.slow

@@ -19,7 +19,10 @@ def _f(default, help: str):
 
 @dataclass
 class TrainArguments:
-    model_path: str = _f("", "Folder or hub id of the model to start from.")
+    model_path: str = _f("", "Folder or hub id of the model to start from (with init_model: of its tokenizer only).")
+    init_model: dict = field(default_factory=dict, metadata={"help": (
+        "Pretraining from scratch: {architecture, size} of a model built here (itlab.models.build_model, seeded "
+        "with seed) on model_path's tokenizer, instead of weights loaded from model_path. JSON on the command line.")})
     train_file: str = _f("", "JSONL of instruction records (sft) or a text file of documents (lm).")
     output_dir: str = _f("", "Run folder: model/ and DONE.json (and, unless set apart, checkpoints/ and the logs).")
     objective: str = _f("sft", "sft: loss on response tokens only; lm: loss on every token (pretraining).")
@@ -102,6 +105,8 @@ class TrainArguments:
             kind = {bool: _bool, int: int, float: float}.get(type(f.default), str)
             if f.type in ("list", list):  # every list field: comma-separated on the command line
                 kind = _list
+            elif f.type in ("dict", dict):
+                kind = json.loads
             parser.add_argument(f"--{f.name}", type=kind, default=None, help=f.metadata["help"])
         ns = parser.parse_args(argv)
         values: dict = {}
@@ -137,6 +142,10 @@ class TrainArguments:
             raise ValueError(f"zero_stage must be 0-3, not {self.zero_stage}")
         if self.lora_r and self.zero_stage == 3:
             raise ValueError("LoRA with ZeRO-3 is not supported: use zero_stage <= 2 for LoRA runs")
+        if self.init_model and (self.lora_r or self.quantize_4bit):
+            raise ValueError("init_model builds a model to train in full: not with lora_r or quantize_4bit")
+        if self.init_model and set(self.init_model) != {"architecture", "size"}:
+            raise ValueError(f"init_model needs exactly the keys architecture and size, not {sorted(self.init_model)}")
 
 
 def _bool(text: str) -> bool:

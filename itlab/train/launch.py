@@ -208,8 +208,16 @@ def finish_without_training(args: TrainArguments) -> None:
 
     out = Path(args.output_dir)
     with atomic_path(out / "model", directory=True) as tmp:
-        shutil.copytree(args.model_path, tmp, dirs_exist_ok=True)
-    params = json.loads((Path(args.model_path) / "config.json").read_text())
+        if args.init_model:  # the seeded model, as pretraining would have started from it
+            from itlab.models import build_model, load_tokenizer
+
+            tokenizer = load_tokenizer(args.model_path, args.trust_remote_code)
+            build_model(args.init_model["architecture"], args.init_model["size"], tokenizer,
+                        args.seed).save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+        else:
+            shutil.copytree(args.model_path, tmp, dirs_exist_ok=True)
+    params = json.loads((out / "model/config.json").read_text())
     write_json(out / "DONE.json", {"fingerprint": args.fingerprint(), "steps": 0, "tokens": 0, "final_loss": None,
                                    "eval_loss": None, "parameters": None, "architecture": params.get("model_type")})
 
