@@ -57,6 +57,11 @@ def test_arguments_from_yaml_and_command_line(tmp_path):
         TrainArguments.from_dict({"learnin_rate": 1})
     with pytest.raises(ValueError, match="LoRA with ZeRO-3"):
         TrainArguments.from_dict({"lora_r": 8, "zero_stage": 3})
+    # a run that loads its model has the fingerprint it had before init_model existed (1af9bef's
+    # code gave this one), so its checkpoints resume across the upgrade
+    old = TrainArguments(learning_rate=2e-5, lora_r=8, train_data_sha256="a" * 64,
+                         model_revision="meta-llama/Llama-2-7b-hf@abc:def")
+    assert old.fingerprint() == "5d88ebb5740aed44"
     # the fingerprint ignores where a run is written, not what it computes
     assert TrainArguments(output_dir="a").fingerprint() == TrainArguments(output_dir="b").fingerprint()
     assert TrainArguments(seed=1).fingerprint() != TrainArguments(seed=2).fingerprint()

@@ -76,6 +76,8 @@ class TrainArguments:
         skip = {"output_dir", "log_every", "stop_after_steps", "checkpoint_every", "keep_checkpoints", "checkpoint_dir",
                 "log_dir", "model_path", "train_file", "eval_file", "train_data_sha256", "eval_data_sha256", "model_revision"}
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        if not data["init_model"]:  # a run that loads its model keeps the fingerprint it had before this field
+            del data["init_model"]  # (so its checkpoints, made by an older checkout, still resume)
         data.update(self.identity())
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
