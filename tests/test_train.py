@@ -256,6 +256,26 @@ def test_unpacked_rows_are_truncated_to_max_seq_len(tiny):
     assert all(r["input_ids"] == f["input_ids"][:24] for r, f in zip(cut, full))
 
 
+def test_pretraining_rows_are_the_documents_token_stream_cut_into_full_rows(tiny, tmp_path):
+    """objective lm: every document's tokens then an end of sequence, in corpus order, cut into
+    rows of max_seq_len; the tail shorter than a row is dropped."""
+    from itlab import data
+    from itlab.models import load_tokenizer
+    from itlab.train.loop import build_rows
+    from itlab.tasks import TaskParams
+
+    tok = load_tokenizer(str(tiny / "base"))
+    docs = data.build_corpus(["add", "reverse"], 30, 3, 1, 7, TaskParams(), "train")
+    corpus = tmp_path / "train.txt"
+    corpus.write_text(data.DOC_SEPARATOR.join(docs))
+    stream = [t for d in docs for t in [tok.convert_tokens_to_ids(c) for c in tok.tokenize(d)] + [tok.eos_token_id]]
+    rows = build_rows(_args(tiny, tmp_path / "x", objective="lm", max_seq_len=40), tok, str(corpus))
+    assert len(rows) == len(stream) // 40 > 10
+    assert [t for r in rows for t in r["input_ids"]] == stream[: len(rows) * 40]
+    assert all(r["labels"] == r["input_ids"] and r["position_ids"] == list(range(40)) and r["n_tokens"] == 40
+               for r in rows)
+
+
 def test_backward_objective_gives_the_token_weighted_gradient():
     """Micro-batches of 1 and 5 target tokens on 2 processes, accumulated as the loop does
     (no 1/accumulation scaling, DeepSpeed's mean over processes): the gradient is that of the

@@ -235,13 +235,12 @@ def run(args: TrainArguments) -> int:
 
         load_kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                                 bnb_4bit_compute_dtype=torch.bfloat16)
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
     if args.init_model:  # pretraining from scratch: the seeded model itself, no weights file in between
-        model = build_model(args.init_model["architecture"], args.init_model["size"], tokenizer, args.seed)
-        model = model.to(torch.bfloat16 if args.bf16 else torch.float32)
+        model = build_model(args.init_model["architecture"], args.init_model["size"], tokenizer, args.seed).to(dtype)
         torch.manual_seed(args.seed)  # dropout draws as after loading saved weights
     else:
-        model = load_model(args.model_path, args.trust_remote_code,
-                           dtype=torch.bfloat16 if args.bf16 else torch.float32, **load_kwargs)
+        model = load_model(args.model_path, args.trust_remote_code, dtype=dtype, **load_kwargs)
     if args.quantize_4bit and rank == 0:
         kinds = sorted({type(m).__name__ for m in model.modules() if "4bit" in type(m).__name__})
         print(f"[itlab] base loaded in 4 bit: {', '.join(kinds) or 'no 4-bit layer'}", flush=True)
