@@ -85,6 +85,11 @@ def build_model(architecture: str, size: dict, tokenizer, seed: int):
     return AutoModelForCausalLM.from_config(build_config(architecture, size, tokenizer))
 
 
+def build_initial_model(spec: dict, tokenizer, seed: int):
+    """The seeded model a from-scratch run starts from (TrainArguments.init_model: architecture, size)."""
+    return build_model(spec["architecture"], spec["size"], tokenizer, seed)
+
+
 def load_tokenizer(location: str, trust_remote_code: bool = False, **kwargs):
     from transformers import AutoTokenizer
 

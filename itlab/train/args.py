@@ -21,8 +21,9 @@ def _f(default, help: str):
 class TrainArguments:
     model_path: str = _f("", "Folder or hub id of the model to start from (with init_model: of its tokenizer only).")
     init_model: dict = field(default_factory=dict, metadata={"help": (
-        "Pretraining from scratch: {architecture, size} of a model built here (itlab.models.build_model, seeded "
-        "with seed) on model_path's tokenizer, instead of weights loaded from model_path. JSON on the command line.")})
+        "Pretraining from scratch: {architecture, size} of a model built here (itlab.models.build_initial_model, "
+        "seeded with seed) on model_path's tokenizer, instead of weights loaded from model_path. JSON on the command "
+        "line.")})
     train_file: str = _f("", "JSONL of instruction records (sft) or a text file of documents (lm).")
     output_dir: str = _f("", "Run folder: model/ and DONE.json (and, unless set apart, checkpoints/ and the logs).")
     objective: str = _f("sft", "sft: loss on response tokens only; lm: loss on every token (pretraining).")

@@ -209,11 +209,10 @@ def finish_without_training(args: TrainArguments) -> None:
     out = Path(args.output_dir)
     with atomic_path(out / "model", directory=True) as tmp:
         if args.init_model:  # the seeded model, as pretraining would have started from it
-            from itlab.models import build_model, load_tokenizer
+            from itlab.models import build_initial_model, load_tokenizer
 
             tokenizer = load_tokenizer(args.model_path, args.trust_remote_code)
-            build_model(args.init_model["architecture"], args.init_model["size"], tokenizer,
-                        args.seed).save_pretrained(tmp, safe_serialization=True)
+            build_initial_model(args.init_model, tokenizer, args.seed).save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
         else:
             shutil.copytree(args.model_path, tmp, dirs_exist_ok=True)

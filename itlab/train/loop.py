@@ -220,7 +220,7 @@ def run(args: TrainArguments) -> int:
     random.seed(args.seed)
     out.mkdir(parents=True, exist_ok=True)
 
-    from itlab.models import build_model, load_model, load_tokenizer
+    from itlab.models import build_initial_model, load_model, load_tokenizer
 
     tokenizer = load_tokenizer(args.model_path, args.trust_remote_code)
     ds_config = deepspeed_config(args, world)
@@ -237,7 +237,7 @@ def run(args: TrainArguments) -> int:
                                                                 bnb_4bit_compute_dtype=torch.bfloat16)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
     if args.init_model:  # pretraining from scratch: the seeded model itself, no weights file in between
-        model = build_model(args.init_model["architecture"], args.init_model["size"], tokenizer, args.seed).to(dtype)
+        model = build_initial_model(args.init_model, tokenizer, args.seed).to(dtype)
         torch.manual_seed(args.seed)  # dropout draws as after loading saved weights
     else:
         model = load_model(args.model_path, args.trust_remote_code, dtype=dtype, **load_kwargs)
