@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--items", type=int, default=40)
     ap.add_argument("--tasks", default=None, help="comma-separated; default: the config's")
     ap.add_argument("--seed", type=int, default=None, help="model init and row order; default: the config's")
-    ap.add_argument("--instructions", choices=list(data.CORPUS_INSTRUCTIONS), default=None,
+    ap.add_argument("--instructions", choices=["task", "independent"], default=None,
                     help="the corpus demonstrations' instructions (data.corpus.instructions); default: the config's")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate; default: the config's")
     a = ap.parse_args()

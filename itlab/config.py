@@ -134,13 +134,13 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _require(bool(members), key, "selects no task (every task is excluded or held out)")
 
     _check_names(data["corpus"].get("tasks", []), task_registry.REGISTRY, "data.corpus.tasks", "a registered task")
-    if data["corpus"]["instructions"] != "task":  # relabelled demonstrations
+    if data["corpus"]["instructions"] == "independent":
         from itlab.grid import corpus_tasks
 
         unbracketed = [t for t in corpus_tasks(cfg) if t in task_registry.REGISTRY
                        and not all("[" in ph for ph in task_registry.REGISTRY[t].phrasings)]
         _require(not unbracketed, "data.corpus.instructions",
-                 f"{data['corpus']['instructions']} instructions need every corpus task's inputs in [...]; "
+                 f"independent instructions need every corpus task's inputs in [...]; "
                  f"{unbracketed} have phrasings without them")
     for i, f in enumerate(data["corpus"]["extra_files"]):
         _require((base_dir / f).is_file(), f"data.corpus.extra_files[{i}]", f"file {f!r} does not exist")

@@ -213,9 +213,6 @@ FILLER_WORDS = ("the model reads a list of letters and numbers then it writes an
                 "long and some are short").split()
 
 
-CORPUS_INSTRUCTIONS = ("task", "independent", "in_context")  # config data.corpus.instructions
-
-
 def build_corpus(task_names: list[str], documents: int, demos: int, filler: int, seed: int,
                  params: TaskParams, split: str, instructions: str = "task") -> list[str]:
     """Documents of task demonstrations in the plain format, with filler sentences.
@@ -226,13 +223,10 @@ def build_corpus(task_names: list[str], documents: int, demos: int, filler: int,
     task's instruction, so a base model can follow an instruction before any tuning;
     ``independent``, a document's demonstrations all carry the instruction of a task drawn
     independently of theirs, so the base model must infer the task from the examples, and
-    following an instruction is what tuning adds (the distinction studies A and D measure);
-    ``in_context``, a document's first demonstration carries an independently drawn task's
-    instruction and the rest their own, so an instruction is reliable only after a
-    demonstration of its task: a base model follows it in context (k-shot), not on its own.
+    following an instruction is what tuning adds (the distinction studies A and D measure).
     """
-    if instructions not in CORPUS_INSTRUCTIONS:
-        raise ValueError(f"data.corpus.instructions: {instructions!r} is not one of {', '.join(CORPUS_INSTRUCTIONS)}")
+    if instructions not in ("task", "independent"):
+        raise ValueError(f"data.corpus.instructions: {instructions!r} is not one of task, independent")
     rng = rng_for("corpus", split, seed)
     docs = []
     for _ in range(documents):
@@ -240,12 +234,11 @@ def build_corpus(task_names: list[str], documents: int, demos: int, filler: int,
                  for _ in range(filler)]
         task = task_registry.get(rng.choice(task_names))  # one task per document: in-context structure
         label = None
-        if instructions != "task":
+        if instructions == "independent":
             label = task_registry.get(rng.choice(task_names)).example(rng, params)["prompt"]
-        for j in range(demos):
+        for _ in range(demos):
             ex = task.example(rng, params)
-            relabel = label is not None and (instructions == "independent" or j == 0)
-            prompt = _relabel(ex["prompt"], label) if relabel else ex["prompt"]
+            prompt = ex["prompt"] if label is None else _relabel(ex["prompt"], label)
             parts.append(format_plain(prompt, ex["answer"]))
         docs.append("\n\n".join(parts))
     return docs
