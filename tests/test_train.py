@@ -261,8 +261,8 @@ def test_pretraining_rows_are_the_documents_token_stream_cut_into_full_rows(tiny
     rows of max_seq_len; the tail shorter than a row is dropped."""
     from itlab import data
     from itlab.models import load_tokenizer
-    from itlab.train.loop import build_rows
     from itlab.tasks import TaskParams
+    from itlab.train.loop import build_rows
 
     tok = load_tokenizer(str(tiny / "base"))
     docs = data.build_corpus(["add", "reverse"], 30, 3, 1, 7, TaskParams(), "train")
