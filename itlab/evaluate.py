@@ -138,6 +138,36 @@ def metric_names(result: dict) -> dict[str, str]:
     return {k: k.split(",", 1)[0] if filters[k.split(",", 1)[0]] == 1 else k for k in keys}
 
 
+_TASK_LINE = re.compile(r"^[\"']?task[\"']?:[ \t]*['\"]?([^'\"\s#]+)['\"]?[ \t]*(?:#.*)?$", re.M)
+
+
+def harness_task_folders(names, root: str | Path | None = None) -> list[Path] | None:
+    """The folders of lm-eval's task tree whose YAMLs name these tasks (a ``task: <name>``
+    line, the key quoted or not), for a TaskManager that indexes those few YAMLs instead of all ~14,000 of lm-eval
+    0.4 (13.7 s of a 27 s evaluation job on 2 cores). Folders named like a task's prefix
+    (``humaneval`` for ``humaneval_plus``) are read first, then the whole tree as text. None
+    when a name is not found that way (a group, a task list): the caller indexes everything."""
+    if root is None:
+        import lm_eval.tasks
+
+        root = Path(lm_eval.tasks.__file__).parent
+    root, wanted, found = Path(root), set(names), {}
+
+    def scan(files):
+        for f in files:
+            for m in _TASK_LINE.finditer(f.read_text(encoding="utf-8", errors="replace")):
+                if m.group(1) in wanted:
+                    found.setdefault(m.group(1), set()).add(f.parent)
+
+    likely = [d for d in sorted(root.iterdir()) if d.is_dir() and any(n.startswith(d.name) for n in wanted)]
+    scan(f for d in likely for f in sorted(d.rglob("*.yaml")))
+    if wanted - set(found):
+        scan(sorted(root.rglob("*.yaml")))
+    if wanted - set(found):
+        return None
+    return sorted({d for dirs in found.values() for d in dirs})
+
+
 def runs_code(manager, name: str) -> bool:
     """Whether an lm-eval task executes model-written code (its config sets unsafe_code:
     humaneval, humaneval_plus, mbpp). Read from the task index, without importing the task."""
@@ -235,7 +265,8 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             spec = task_yaml(task, cond, {"test": prepared}, k_shot, max_new_tokens, answer_format)
             (work / f"{spec['task']}.yaml").write_text(_dump(spec))
             names[(task, cond)] = spec["task"]
-        manager = TaskManager(include_path=str(work), include_defaults=bool(lm_eval_tasks))
+        folders = harness_task_folders(set(lm_eval_tasks.values())) if lm_eval_tasks else []
+        manager = TaskManager(include_path=[str(work), *map(str, folders or [])], include_defaults=folders is None)
         code = sorted({n for n in set(lm_eval_tasks.values()) if runs_code(manager, n)})
         if code and not allow_code_execution:
             raise ValueError(f"lm-eval task(s) {', '.join(code)} run model-written code: set "

@@ -262,7 +262,7 @@ def _harness_task(tmp_path, monkeypatch, n_test=40, output_type="generate_until"
     real = lm_eval.tasks.TaskManager
 
     def manager(include_path=None, include_defaults=True, **kwargs):  # this task, not lm-eval's whole index
-        return real(include_path=[p for p in (include_path, str(folder)) if p], include_defaults=False, **kwargs)
+        return real(include_path=[*(include_path or []), str(folder)], include_defaults=False, **kwargs)
 
     monkeypatch.setattr(lm_eval.tasks, "TaskManager", manager)
     return name

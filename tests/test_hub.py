@@ -46,11 +46,32 @@ def test_harness_table_matches_lm_eval_task_configs():
     from lm_eval.tasks import TaskManager
     from lm_eval.tasks._yaml_loader import load_yaml
 
+    from itlab.evaluate import harness_task_folders
+
     manager = TaskManager()
     for task, h in hub.harness_table().items():
         cfg = load_yaml(manager.task_index[task].yaml_path, resolve_func=False)
         assert cfg["dataset_path"] == h["dataset"], task
         assert cfg.get("dataset_name") == h.get("subset"), task
+    # evaluation indexes only the folders that define its harness tasks: the same YAML as the full index
+    tasks = sorted(hub.harness_table()) + ["mmlu_abstract_algebra"]  # a quoted "task" key
+    small = TaskManager(include_path=[str(f) for f in harness_task_folders(tasks)], include_defaults=False)
+    assert len(small.task_index) < len(manager.task_index) / 20
+    for task in tasks:
+        assert small.task_index[task].yaml_path == manager.task_index[task].yaml_path, task
+
+
+def test_harness_task_folders_fall_back_to_the_full_index_for_what_no_task_line_names(tmp_path):
+    for folder, text in {"gsm8k": "task: gsm8k\n", "maths/default": '"task": "maths_algebra"  # x\n',
+                         "maths": "group: maths\ntask:\n  - maths_algebra\n", "other": "task: gsm8k_cot\n"}.items():
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / "t.yaml").write_text(text)
+    from itlab.evaluate import harness_task_folders
+
+    assert harness_task_folders(["gsm8k", "maths_algebra"], tmp_path) == [tmp_path / "gsm8k",
+                                                                          tmp_path / "maths/default"]
+    assert harness_task_folders(["gsm8k_cot"], tmp_path) == [tmp_path / "other"]  # found by the whole-tree scan
+    assert harness_task_folders(["maths"], tmp_path) is None  # a group: no task line names it
 
 
 @pytest.fixture(scope="module")

@@ -353,7 +353,7 @@ def test_harness_tasks_run_with_the_conditions_number_of_shots(monkeypatch, tmp_
     real_manager, real_evaluate, shots = lm_eval.tasks.TaskManager, lm_eval.simple_evaluate, []
 
     def manager(include_path=None, include_defaults=True, **kwargs):  # the harness task, not lm-eval's 200 MB index
-        return real_manager(include_path=[include_path, str(harness)], include_defaults=False, **kwargs)
+        return real_manager(include_path=[*include_path, str(harness)], include_defaults=False, **kwargs)
 
     def spy(**kwargs):
         res = real_evaluate(**kwargs)
