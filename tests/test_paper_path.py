@@ -235,9 +235,13 @@ def test_model_states_that_cannot_fit_are_a_config_error_naming_the_key():
 # ---- 4. code benchmarks --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lm_eval_tasks():
+    """The index evaluation builds: the folders defining these tasks (itlab.evaluate.harness_task_folders)."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager()
+    from itlab.evaluate import harness_task_folders
+
+    folders = harness_task_folders(["humaneval", "humaneval_plus", "mbpp", "gsm8k", "ifeval"])
+    return TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
 
 
 def test_code_tasks_are_recognised_from_lm_evals_own_configs(lm_eval_tasks):
