@@ -142,11 +142,13 @@ _TASK_LINE = re.compile(r"^[\"']?task[\"']?:[ \t]*['\"]?([^'\"\s#]+)['\"]?[ \t]*
 
 
 def harness_task_folders(names, root: str | Path | None = None) -> list[Path] | None:
-    """The folders of lm-eval's task tree whose YAMLs name these tasks (a ``task: <name>``
-    line, the key quoted or not), for a TaskManager that indexes those few YAMLs instead of all ~14,000 of lm-eval
-    0.4 (13.7 s of a 27 s evaluation job on 2 cores). Folders named like a task's prefix
-    (``humaneval`` for ``humaneval_plus``) are read first, then the whole tree as text. None
-    when a name is not found that way (a group, a task list): the caller indexes everything."""
+    """The folders of lm-eval's task tree whose YAMLs name these tasks (a top-level ``task:
+    <name>`` line, the key quoted or not), for a TaskManager that indexes those folders (and
+    their subfolders) instead of all ~14,000 YAMLs of lm-eval 0.4 (13.7 s of a 27 s evaluation
+    job on 2 cores). Folders named like a task's prefix (``humaneval`` for ``humaneval_plus``)
+    are read first, then the whole tree as text (~1 s). None when a name is not found that
+    way (a group, a task list) or is defined in two folders (which one lm-eval's full index
+    keeps is its business): the caller indexes everything."""
     if root is None:
         import lm_eval.tasks
 
@@ -163,7 +165,7 @@ def harness_task_folders(names, root: str | Path | None = None) -> list[Path] | 
     scan(f for d in likely for f in sorted(d.rglob("*.yaml")))
     if wanted - set(found):
         scan(sorted(root.rglob("*.yaml")))
-    if wanted - set(found):
+    if wanted - set(found) or any(len(dirs) > 1 for dirs in found.values()):
         return None
     return sorted({d for dirs in found.values() for d in dirs})
 
@@ -266,7 +268,8 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             (work / f"{spec['task']}.yaml").write_text(_dump(spec))
             names[(task, cond)] = spec["task"]
         folders = harness_task_folders(set(lm_eval_tasks.values())) if lm_eval_tasks else []
-        manager = TaskManager(include_path=[str(work), *map(str, folders or [])], include_defaults=folders is None)
+        # the job's own folder last: its itlab__ tasks win over any lm-eval task of the same name
+        manager = TaskManager(include_path=[*map(str, folders or []), str(work)], include_defaults=folders is None)
         code = sorted({n for n in set(lm_eval_tasks.values()) if runs_code(manager, n)})
         if code and not allow_code_execution:
             raise ValueError(f"lm-eval task(s) {', '.join(code)} run model-written code: set "

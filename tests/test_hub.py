@@ -63,7 +63,9 @@ def test_harness_table_matches_lm_eval_task_configs():
 
 def test_harness_task_folders_fall_back_to_the_full_index_for_what_no_task_line_names(tmp_path):
     for folder, text in {"gsm8k": "task: gsm8k\n", "maths/default": '"task": "maths_algebra"  # x\n',
-                         "maths": "group: maths\ntask:\n  - maths_algebra\n", "other": "task: gsm8k_cot\n"}.items():
+                         "maths": "group: maths\ntask:\n  - maths_algebra\n", "other": "task: gsm8k_cot\n",
+                         "nested": "group: n\nsubtasks:\n  task: inner\n", "twice": "task: dup\n",
+                         "twice/again": "task: dup\n"}.items():
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
         (tmp_path / folder / "t.yaml").write_text(text)
     from itlab.evaluate import harness_task_folders
@@ -72,6 +74,8 @@ def test_harness_task_folders_fall_back_to_the_full_index_for_what_no_task_line_
                                                                           tmp_path / "maths/default"]
     assert harness_task_folders(["gsm8k_cot"], tmp_path) == [tmp_path / "other"]  # found by the whole-tree scan
     assert harness_task_folders(["maths"], tmp_path) is None  # a group: no task line names it
+    assert harness_task_folders(["inner"], tmp_path) is None  # an indented key is not a task's name
+    assert harness_task_folders(["gsm8k", "dup"], tmp_path) is None  # defined twice: lm-eval's index decides
 
 
 @pytest.fixture(scope="module")

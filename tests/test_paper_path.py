@@ -238,9 +238,10 @@ def lm_eval_tasks():
     """The index evaluation builds: the folders defining these tasks (itlab.evaluate.harness_task_folders)."""
     from lm_eval.tasks import TaskManager
 
+    from itlab import hub
     from itlab.evaluate import harness_task_folders
 
-    folders = harness_task_folders(["humaneval", "humaneval_plus", "mbpp", "gsm8k", "ifeval"])
+    folders = harness_task_folders(sorted(hub.harness_table()))
     return TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
 
 
@@ -259,8 +260,9 @@ class _Entry:
         self.cfg = {"unsafe_code": unsafe}
 
 
-def _fake_harness(monkeypatch, results: dict, calls: list):
-    """HFLM, TaskManager and simple_evaluate stand-ins: lm-eval's own tasks need hub data."""
+def _fake_harness(monkeypatch, results: dict, calls: list, managers: list | None = None):
+    """HFLM, TaskManager and simple_evaluate stand-ins: lm-eval's own tasks need hub data.
+    ``managers`` collects each TaskManager's keyword arguments."""
     import os
 
     import lm_eval
@@ -269,6 +271,7 @@ def _fake_harness(monkeypatch, results: dict, calls: list):
 
     class Manager:
         def __init__(self, **kwargs):
+            (managers if managers is not None else []).append(kwargs)
             self.task_index = {"humaneval_plus": _Entry(True), "mbpp": _Entry(True), "gsm8k": _Entry(None)}
 
         def load(self, specs):  # the tasks' splits (7 rows: fewer than asked, so evaluated whole)
@@ -294,8 +297,8 @@ RESULTS = {"humaneval_plus": {"alias": "humaneval_plus", "pass@1,create_test": 0
 def test_code_jobs_allow_code_execution_and_keep_pass_at_1(monkeypatch, tmp_path):
     from itlab import evaluate
 
-    calls = []
-    _fake_harness(monkeypatch, RESULTS, calls)
+    calls, managers = [], []
+    _fake_harness(monkeypatch, RESULTS, calls, managers)
     code = evaluate.run("m", [("self_align", "tuned_zero_shot")], {}, 0, 8, 8, 10, tmp_path / "a",
                         lm_eval_tasks={"self_align": "humaneval_plus"}, allow_code_execution=True,
                         metrics={"self_align": "pass@1"})
@@ -310,6 +313,10 @@ def test_code_jobs_allow_code_execution_and_keep_pass_at_1(monkeypatch, tmp_path
                         metrics={"gsm8k": "exact_match,flexible-extract"})
     assert calls[-1]["HF_ALLOW_CODE_EVAL"] is None and calls[-1]["confirm_run_unsafe_code"] is False  # only code jobs
     assert dict(zip(math.metric, math.score)) == {"exact_match,strict-match": 0.1, "exact_match,flexible-extract": 0.3}
+    # each job indexes only the lm-eval folder defining its task, then its own work folder
+    assert [(Path(m["include_path"][0]).name, m["include_defaults"]) for m in managers] == [("humaneval", False),
+                                                                                          ("gsm8k", False)]
+    assert all(Path(m["include_path"][-1]).name.startswith(".lmeval.") for m in managers)
 
 
 def test_a_configured_metric_lm_eval_never_reports_is_an_error(monkeypatch, tmp_path):
