@@ -147,8 +147,8 @@ def harness_task_folders(names, root: str | Path | None = None) -> list[Path] | 
     their subfolders) instead of all ~14,000 YAMLs of lm-eval 0.4 (13.7 s of a 27 s evaluation
     job on 2 cores). Folders named like a task's prefix (``humaneval`` for ``humaneval_plus``)
     are read first, then the whole tree as text (~1 s). None when a name is not found that
-    way (a group, a task list) or is defined in two folders (which one lm-eval's full index
-    keeps is its business): the caller indexes everything."""
+    way (a group, a task list) or is defined in two of the folders read (which one lm-eval's
+    full index keeps is its business): ``task_manager`` then indexes everything."""
     if root is None:
         import lm_eval.tasks
 
@@ -168,6 +168,17 @@ def harness_task_folders(names, root: str | Path | None = None) -> list[Path] | 
     if wanted - set(found) or any(len(dirs) > 1 for dirs in found.values()):
         return None
     return sorted({d for dirs in found.values() for d in dirs})
+
+
+def task_manager(lm_eval_names=(), include=()):
+    """lm-eval's TaskManager over the ``include`` folders (a job's generated task YAMLs; last,
+    so their tasks win over any lm-eval task of the same name) and lm-eval's own tasks named
+    in ``lm_eval_names``: only the folders defining them (``harness_task_folders``), its whole
+    task tree when they cannot be found that way, none of it when no name is given."""
+    from lm_eval.tasks import TaskManager
+
+    folders = harness_task_folders(set(lm_eval_names)) if lm_eval_names else []
+    return TaskManager(include_path=[*map(str, folders or []), *map(str, include)], include_defaults=folders is None)
 
 
 def runs_code(manager, name: str) -> bool:
@@ -251,8 +262,6 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
-        from lm_eval.tasks import TaskManager
-
         from itlab.io import write_jsonl
 
         names = {}
@@ -267,9 +276,7 @@ def run(model_dir: str, items: list[tuple[str, str]], files: dict[str, dict], k_
             spec = task_yaml(task, cond, {"test": prepared}, k_shot, max_new_tokens, answer_format)
             (work / f"{spec['task']}.yaml").write_text(_dump(spec))
             names[(task, cond)] = spec["task"]
-        folders = harness_task_folders(set(lm_eval_tasks.values())) if lm_eval_tasks else []
-        # the job's own folder last: its itlab__ tasks win over any lm-eval task of the same name
-        manager = TaskManager(include_path=[*map(str, folders or []), str(work)], include_defaults=folders is None)
+        manager = task_manager(set(lm_eval_tasks.values()), [work])
         code = sorted({n for n in set(lm_eval_tasks.values()) if runs_code(manager, n)})
         if code and not allow_code_execution:
             raise ValueError(f"lm-eval task(s) {', '.join(code)} run model-written code: set "

@@ -333,10 +333,8 @@ import json, sys
 from itlab import hub
 if sys.argv[3] == "mirror":
     hub.use_assets(json.loads(sys.argv[1]), standin=True)
-from lm_eval.tasks import TaskManager
-from itlab.evaluate import harness_spec, harness_task_folders
-manager = TaskManager(include_path=[str(f) for f in harness_task_folders(["humaneval"])], include_defaults=False)
-spec = harness_spec(manager, "humaneval", sys.argv[2])  # lm-eval's utils.py: evaluate.load("code_eval")
+from itlab.evaluate import harness_spec, task_manager
+spec = harness_spec(task_manager(["humaneval"]), "humaneval", sys.argv[2])  # lm-eval's utils.py: evaluate.load("code_eval")
 pass_at_k = spec["metric_list"][0]["metric"]
 test = "assert add(2, 3) == 5"
 good = pass_at_k(references=[test], predictions=[["def add(a, b):\\n    return a + b"]], k=[1])

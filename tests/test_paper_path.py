@@ -235,14 +235,11 @@ def test_model_states_that_cannot_fit_are_a_config_error_naming_the_key():
 # ---- 4. code benchmarks --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def lm_eval_tasks():
-    """The index evaluation builds: the folders defining these tasks (itlab.evaluate.harness_task_folders)."""
-    from lm_eval.tasks import TaskManager
-
+    """The index evaluation builds: the folders defining these tasks (itlab.evaluate.task_manager)."""
     from itlab import hub
-    from itlab.evaluate import harness_task_folders
+    from itlab.evaluate import task_manager
 
-    folders = harness_task_folders(sorted(hub.harness_table()))
-    return TaskManager(include_path=[str(f) for f in folders], include_defaults=False)
+    return task_manager(sorted(hub.harness_table()))
 
 
 def test_code_tasks_are_recognised_from_lm_evals_own_configs(lm_eval_tasks):
