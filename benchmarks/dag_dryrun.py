@@ -11,6 +11,11 @@ scripts) and a shell-only Snakefile does not; the ratio to it is itlab's own sha
 benchmark, two params functions, eight resources functions, threads, conda, script), each a
 trivial function: what Snakemake itself spends on that rule shape, with no itlab code at all.
 
+Seconds are the minimum over ``--repeats`` rounds; each round runs itlab's dry-run and every
+baseline once, back to back (after one warm-up dry-run), so all sides are timed over the same
+span of the machine's speed. "round ratio" is the median over rounds of itlab's wall seconds
+over the bare Snakefile's in the same round.
+
     python benchmarks/dag_dryrun.py [--repeats 3] [--only all-studies] [--breakdown]
 
 ``--breakdown`` profiles one dry-run of each config and of its bare Snakefile (cProfile on the
@@ -131,27 +136,34 @@ def main():
     configs = [c for c in CONFIGS if not opt.only or c.stem in opt.only]
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'config':34s} {'jobs':>5s} {'itlab s':>8s} {'bare s':>7s} {'ratio':>6s} {'itlab cpu':>9s} {'bare cpu':>8s} "
-          f"{'ratio':>6s} {'script cpu':>10s} {'ratio':>6s} {'shaped cpu':>10s} {'ratio':>6s} {'shaped/bare':>11s}")
+          f"{'ratio':>6s} {'script cpu':>10s} {'ratio':>6s} {'shaped cpu':>10s} {'ratio':>6s} {'shaped/bare':>11s} {'round ratio':>12s}")
     for cfg in configs:
         with tempfile.TemporaryDirectory() as tmp:
             args = ["--configfile", str(cfg), "--config", f"results_dir={tmp}/results"]
-            runs = [dry_run(args, ROOT) for _ in range(opt.repeats)]
-            ours, ours_cpu, jobs = min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2]
-            (Path(tmp) / "Snakefile").write_text(BARE.format(n=jobs - 1))
-            bare_runs = [dry_run([], tmp) for _ in range(opt.repeats)]
-            bare, bare_cpu = min(r[0] for r in bare_runs), min(r[1] for r in bare_runs)
-            (Path(tmp) / "Snakefile").write_text(BARE_SCRIPT.format(n=jobs - 1))
-            (Path(tmp) / "make.py").write_text("open(snakemake.output[0], 'w').close()\n")
-            script_cpu = min(dry_run([], tmp)[1] for _ in range(opt.repeats))
-            (Path(tmp) / "Snakefile").write_text(BARE_SHAPED.format(n=jobs - 1))
-            (Path(tmp) / "in.txt").write_text("")
-            (Path(tmp) / "env.yaml").write_text("channels: [conda-forge]\ndependencies: [python=3.11]\n")
-            shaped_cpu = min(dry_run([], tmp)[1] for _ in range(opt.repeats))
-            (Path(tmp) / "Snakefile").write_text(BARE.format(n=jobs - 1))
-            parts = (breakdown(args, ROOT, tmp), breakdown([], tmp, tmp)) if opt.breakdown else None
+            jobs = dry_run(args, ROOT)[2]  # also the warm-up: every variant below runs warm
+            baselines = {name: Path(tmp) / name for name in ("bare", "script", "shaped")}
+            for name, text in (("bare", BARE), ("script", BARE_SCRIPT), ("shaped", BARE_SHAPED)):
+                baselines[name].mkdir()
+                (baselines[name] / "Snakefile").write_text(text.format(n=jobs - 1))
+                (baselines[name] / "make.py").write_text("open(snakemake.output[0], 'w').close()\n")
+                (baselines[name] / "in.txt").write_text("")
+                (baselines[name] / "env.yaml").write_text("channels: [conda-forge]\ndependencies: [python=3.11]\n")
+            # Round-robin: each round times itlab and every baseline once, back to back, so a
+            # change in the machine's speed during the run falls on all sides alike.
+            runs = {name: [] for name in ("itlab", *baselines)}
+            for _ in range(opt.repeats):
+                runs["itlab"].append(dry_run(args, ROOT))
+                for name, folder in baselines.items():
+                    runs[name].append(dry_run([], folder))
+            best = {name: (min(r[0] for r in rs), min(r[1] for r in rs)) for name, rs in runs.items()}
+            (ours, ours_cpu), (bare, bare_cpu) = best["itlab"], best["bare"]
+            script_cpu, shaped_cpu = best["script"][1], best["shaped"][1]
+            per_round = sorted(a[0] / b[0] for a, b in zip(runs["itlab"], runs["bare"]))
+            parts = (breakdown(args, ROOT, tmp), breakdown([], baselines["bare"], tmp)) if opt.breakdown else None
         print(f"{str(cfg):34s} {jobs:5d} {ours:8.2f} {bare:7.2f} {ours / bare:6.2f} {ours_cpu:9.2f} {bare_cpu:8.2f} "
               f"{ours_cpu / bare_cpu:6.2f} {script_cpu:10.2f} {ours_cpu / script_cpu:6.2f} "
-              f"{shaped_cpu:10.2f} {ours_cpu / shaped_cpu:6.2f} {shaped_cpu / bare_cpu:11.2f}", flush=True)
+              f"{shaped_cpu:10.2f} {ours_cpu / shaped_cpu:6.2f} {shaped_cpu / bare_cpu:11.2f} "
+              f"{per_round[len(per_round) // 2]:12.2f}", flush=True)
         if parts:
             print(f"  profiled CPU s (inflated by cProfile) {'itlab':>8s} {'bare':>7s} {'extra':>7s}")
             for name in parts[0]:
