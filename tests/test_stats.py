@@ -264,6 +264,20 @@ def test_crossed_mixed_model_recovers_slope_and_reports_nan_rows():
     assert ri["n"] == len(frame) - 2 and "2 row(s)" in ri["note"]
 
 
+def test_mixed_model_leaves_out_a_grouping_the_data_cannot_identify():
+    """One tuned model per base model (the embedded ladder): (1 | model) splits the rows exactly as
+    (1 | base_model) does and each base_model:task cell holds one row, so neither variance is
+    identifiable. The fit leaves both out, says so, and equals the fit without them."""
+    frame = _crossed_frame(np.random.default_rng(5), B=6, T=13, M=6)
+    res = crossed(frame, "tuned", "base_icl")
+    reduced = crossed(frame, "tuned", "base_icl", nested=(), interaction=False)
+    assert res["converged"] and reduced["converged"]
+    assert res["formula"] == reduced["formula"] == "tuned ~ base_icl + (1 | base_model) + (1 | task)"
+    assert "(1 | model) left out: the same grouping of the rows as (1 | base_model)" in res["note"]
+    assert "(1 | base_model:task) left out: one row per level" in res["note"]
+    assert res["slope"] == pytest.approx(reduced["slope"], rel=1e-9) and res["se"] == pytest.approx(reduced["se"])
+
+
 def test_unconverged_mixed_model_prints_no_estimate(monkeypatch):
     from statsmodels.regression.mixed_linear_model import MixedLM
 
@@ -343,4 +357,30 @@ def test_mixed_model_refits_without_a_component_estimated_at_zero(monkeypatch):
     monkeypatch.setattr(mixed, "_fit", fake)
     res = crossed(_crossed_frame(np.random.default_rng(4)), "tuned", "base_icl")
     assert "base_model_x_task" in calls[0] and "base_model_x_task" not in calls[1]
-    assert res["converged"] and "base_model:task" not in res["formula"] and "estimated at 0" in res["note"]
+    assert res["converged"] and "base_model:task" not in res["formula"] and "estimated at or near 0" in res["note"]
+
+
+@pytest.mark.parametrize("converged", [False, True])
+def test_mixed_model_drops_a_near_zero_component_only_from_a_failed_fit(monkeypatch, converged):
+    """A component next to the boundary (0.2% of the variance, as study A's base_model on the
+    embedded ladder) is left out when the fit failed on it, never from a fit that converged."""
+    from itlab.stats import mixed
+
+    calls = []
+    real = mixed._fit
+
+    def fake(model, out, predictor, notes):
+        names = list(model.exog_vc.names)
+        calls.append(names)
+        if len(calls) == 1:
+            variances = {n: (0.0002 if n == "base_model" else 0.03) for n in names}
+            return {**out, "converged": converged, "variances": variances, "residual_var": 0.02, "note": ""}
+        return real(model, out, predictor, notes)
+
+    monkeypatch.setattr(mixed, "_fit", fake)
+    res = crossed(_crossed_frame(np.random.default_rng(4)), "tuned", "base_icl")
+    if converged:
+        assert len(calls) == 1 and "(1 | base_model)" in res["formula"]
+    else:
+        assert "base_model" in calls[0] and "base_model" not in calls[1] and "(1 | base_model)" not in res["formula"]
+        assert "variance of base_model estimated at or near 0 (base_model 0.18% of the total)" in res["note"]

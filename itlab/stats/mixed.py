@@ -16,6 +16,9 @@ import warnings
 import numpy as np
 
 FINDING = ("slope", "se", "p", "ci_low", "ci_high")
+# a variance component holding at most this share of the total variance in a fit that did not
+# converge is taken to be on the boundary (zero) and left out of the refit
+BOUNDARY_SHARE = 0.01
 
 
 def _clean(frame, columns):
@@ -66,16 +69,18 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
     """REML fit of outcome ~ predictor + (1 | a) + (1 | b) + (1 | a:b) + (1 | nested...), a and b
     crossed. The a:b cell effect matters when the predictor is constant within a cell (study A:
     every tuned model of one base model shares that base model's score on a task), so rows of one
-    cell are not counted as independent evidence about the slope."""
+    cell are not counted as independent evidence about the slope. A grouping whose variance the
+    data cannot identify is left out of the fit, with a note, and the formula shows the model
+    fitted: one with a single level, one with a row per level (the residual), or one that splits
+    the rows as an earlier one does (one tuned model per base model: model is base_model)."""
     import statsmodels.formula.api as smf
 
     a, b = crossed_groups
     if interaction and a in frame and b in frame:
         frame = frame.assign(**{f"{a}_x_{b}": frame[a].astype(str) + ":" + frame[b].astype(str)})
     groups = [g for g in (a, b, f"{a}_x_{b}" if interaction else None, *nested) if g and g in frame]
-    terms = " + ".join(f"(1 | {g})" for g in groups).replace(f"{a}_x_{b}", f"{a}:{b}")
     frame, notes = _clean(frame, [outcome, predictor, *groups])
-    out = {"formula": f"{outcome} ~ {predictor} + {terms}", "n": len(frame),
+    out = {"formula": _formula(outcome, predictor, dict.fromkeys(groups), a, b), "n": len(frame),
            "levels": {g: int(frame[g].nunique()) for g in groups}, "converged": False,
            **{k: np.nan for k in FINDING}}
     out["groups"] = out["levels"].get(crossed_groups[0], 0)
@@ -83,23 +88,53 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
         notes.append("too few observations, or a constant predictor or outcome: no mixed model")
         out["note"] = "; ".join(notes)
         return out
-    # a grouping with one level, or with one row per level (confounded with the residual), is left out
-    vc = {g: f"0 + C({g})" for g in groups if 1 < frame[g].nunique() < len(frame)}
+    def label(g):
+        return f"{a}:{b}" if g == f"{a}_x_{b}" else g
+
+    vc = {}
+    for g in groups:
+        same = next((h for h in vc if _same_partition(frame, g, h)), None)
+        if frame[g].nunique() < 2:
+            notes.append(f"(1 | {label(g)}) left out: one level")
+        elif frame[g].nunique() == len(frame):
+            notes.append(f"(1 | {label(g)}) left out: one row per level, the same as the residual")
+        elif same is not None:  # identical indicator columns: the two variances are not identifiable
+            notes.append(f"(1 | {label(g)}) left out: the same grouping of the rows as (1 | {label(same)})")
+        else:
+            vc[g] = f"0 + C({g})"
+    out["formula"] = _formula(outcome, predictor, vc, a, b)
+    if not vc:
+        notes.append("no random intercept left: no mixed model")
+        out["note"] = "; ".join(notes)
+        return out
     data = frame.assign(_all=1)
     while True:
         model = smf.mixedlm(f"{outcome} ~ {predictor}", data, groups="_all", vc_formula=vc, re_formula="0")
         res = _fit(model, dict(out), predictor, list(notes))
-        # a variance component estimated at zero (a boundary, "singular" fit) leaves the Hessian
-        # singular; as with lme4's singular fits, drop it and refit the simpler model once per component
+        # a fit that fails on a variance component at or next to zero (the boundary: a "singular"
+        # fit, its Hessian not positive definite) is refitted without that component, as lme4's
+        # singular fits are simplified; only when the fit failed, so a converged fit keeps them all
         total = sum(res.get("variances", {}).values()) + res.get("residual_var", 0.0)
-        zero = [g for g, v in res.get("variances", {}).items() if v <= 1e-3 * total and g in vc]
+        zero = [g for g, v in res.get("variances", {}).items() if v <= BOUNDARY_SHARE * total and g in vc]
         if res["converged"] or not zero or len(zero) == len(vc):
             return res
         for g in zero:
             del vc[g]
-        notes.append(f"variance of {', '.join(zero)} estimated at 0: left out and refitted")
-        out["formula"] = f"{outcome} ~ {predictor} + " + " + ".join(f"(1 | {g})" for g in vc).replace(
-            f"{a}_x_{b}", f"{a}:{b}")
+        shares = ", ".join(f"{g} {res['variances'][g] / total:.2%}" for g in zero)
+        notes.append(f"variance of {', '.join(zero)} estimated at or near 0 ({shares} of the total) "
+                     "in a fit that did not converge: left out and refitted")
+        out["formula"] = _formula(outcome, predictor, vc, a, b)
+
+
+def _same_partition(frame, g: str, h: str) -> bool:
+    """Whether groupings g and h split the rows identically (each level of one is one level of the other)."""
+    return bool(frame.groupby(g)[h].nunique().max() == 1 and frame.groupby(h)[g].nunique().max() == 1)
+
+
+def _formula(outcome: str, predictor: str, vc: dict, a: str, b: str) -> str:
+    """The fitted model in lme4 notation: only the random intercepts actually in the fit."""
+    terms = "".join(f" + (1 | {g})" for g in vc).replace(f"{a}_x_{b}", f"{a}:{b}")
+    return f"{outcome} ~ {predictor}{terms}"
 
 
 def random_intercept(frame, outcome: str, predictor: str, group: str) -> dict:
