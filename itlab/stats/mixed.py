@@ -120,8 +120,8 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
             return res
         for g in zero:
             del vc[g]
-        shares = ", ".join(f"{g} {res['variances'][g] / total:.2%}" for g in zero)
-        notes.append(f"variance of {', '.join(zero)} estimated at or near 0 ({shares} of the total) "
+        shares = ", ".join(f"{label(g)} {res['variances'][g] / total:.2%}" for g in zero)
+        notes.append(f"variance of {', '.join(map(label, zero))} estimated at or near 0 ({shares} of the total) "
                      "in a fit that did not converge: left out and refitted")
         out["formula"] = _formula(outcome, predictor, vc, a, b)
 
