@@ -79,8 +79,12 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
     if interaction and a in frame and b in frame:
         frame = frame.assign(**{f"{a}_x_{b}": frame[a].astype(str) + ":" + frame[b].astype(str)})
     groups = [g for g in (a, b, f"{a}_x_{b}" if interaction else None, *nested) if g and g in frame]
+
+    def label(g):  # the interaction's column, as lme4 writes it
+        return f"{a}:{b}" if g == f"{a}_x_{b}" else g
+
     frame, notes = _clean(frame, [outcome, predictor, *groups])
-    out = {"formula": _formula(outcome, predictor, dict.fromkeys(groups), a, b), "n": len(frame),
+    out = {"formula": _formula(outcome, predictor, map(label, groups)), "n": len(frame),
            "levels": {g: int(frame[g].nunique()) for g in groups}, "converged": False,
            **{k: np.nan for k in FINDING}}
     out["groups"] = out["levels"].get(crossed_groups[0], 0)
@@ -88,21 +92,19 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
         notes.append("too few observations, or a constant predictor or outcome: no mixed model")
         out["note"] = "; ".join(notes)
         return out
-    def label(g):
-        return f"{a}:{b}" if g == f"{a}_x_{b}" else g
-
     vc = {}
     for g in groups:
-        same = next((h for h in vc if _same_partition(frame, g, h)), None)
-        if frame[g].nunique() < 2:
+        levels = frame[g].nunique()
+        if levels < 2:
             notes.append(f"(1 | {label(g)}) left out: one level")
-        elif frame[g].nunique() == len(frame):
+        elif levels == len(frame):
             notes.append(f"(1 | {label(g)}) left out: one row per level, the same as the residual")
-        elif same is not None:  # identical indicator columns: the two variances are not identifiable
+        elif (same := next((h for h in vc if _same_partition(frame, g, h)), None)) is not None:
+            # identical indicator columns: the two variances are not identifiable
             notes.append(f"(1 | {label(g)}) left out: the same grouping of the rows as (1 | {label(same)})")
         else:
             vc[g] = f"0 + C({g})"
-    out["formula"] = _formula(outcome, predictor, vc, a, b)
+    out["formula"] = _formula(outcome, predictor, map(label, vc))
     if not vc:
         notes.append("no random intercept left: no mixed model")
         out["note"] = "; ".join(notes)
@@ -123,7 +125,7 @@ def crossed(frame, outcome: str, predictor: str, crossed_groups=("base_model", "
         shares = ", ".join(f"{label(g)} {res['variances'][g] / total:.2%}" for g in zero)
         notes.append(f"variance of {', '.join(map(label, zero))} estimated at or near 0 ({shares} of the total) "
                      "in a fit that did not converge: left out and refitted")
-        out["formula"] = _formula(outcome, predictor, vc, a, b)
+        out["formula"] = _formula(outcome, predictor, map(label, vc))
 
 
 def _same_partition(frame, g: str, h: str) -> bool:
@@ -131,10 +133,9 @@ def _same_partition(frame, g: str, h: str) -> bool:
     return bool(frame.groupby(g)[h].nunique().max() == 1 and frame.groupby(h)[g].nunique().max() == 1)
 
 
-def _formula(outcome: str, predictor: str, vc: dict, a: str, b: str) -> str:
-    """The fitted model in lme4 notation: only the random intercepts actually in the fit."""
-    terms = "".join(f" + (1 | {g})" for g in vc).replace(f"{a}_x_{b}", f"{a}:{b}")
-    return f"{outcome} ~ {predictor}{terms}"
+def _formula(outcome: str, predictor: str, terms) -> str:
+    """The model in lme4 notation, one random intercept per term (only those actually fitted)."""
+    return f"{outcome} ~ {predictor}" + "".join(f" + (1 | {t})" for t in terms)
 
 
 def random_intercept(frame, outcome: str, predictor: str, group: str) -> dict:
