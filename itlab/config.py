@@ -134,9 +134,13 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _require(bool(members), key, "selects no task (every task is excluded or held out)")
 
     _check_names(data["corpus"].get("tasks", []), task_registry.REGISTRY, "data.corpus.tasks", "a registered task")
-    if data["corpus"]["instructions"] == "independent":
-        from itlab.grid import corpus_tasks
+    from itlab.grid import corpus_tasks
 
+    in_corpus = corpus_tasks(cfg)
+    for name in data["corpus"]["task_weights"]:
+        _require(name in in_corpus, f"data.corpus.task_weights.{name}",
+                 f"{name!r} is not a corpus task (data.corpus.tasks, default data.tasks: {', '.join(in_corpus)})")
+    if data["corpus"]["instructions"] == "independent":
         unbracketed = [t for t in corpus_tasks(cfg) if t in task_registry.REGISTRY
                        and not all("[" in ph for ph in task_registry.REGISTRY[t].phrasings)]
         _require(not unbracketed, "data.corpus.instructions",

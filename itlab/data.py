@@ -214,7 +214,8 @@ FILLER_WORDS = ("the model reads a list of letters and numbers then it writes an
 
 
 def build_corpus(task_names: list[str], documents: int, demos: int, filler: int, seed: int,
-                 params: TaskParams, split: str, instructions: str = "task") -> list[str]:
+                 params: TaskParams, split: str, instructions: str = "task",
+                 task_weights: dict[str, float] | None = None) -> list[str]:
     """Documents of task demonstrations in the plain format, with filler sentences.
 
     Demonstrations are sampled fresh (not from the evaluation splits), so the base models
@@ -224,15 +225,22 @@ def build_corpus(task_names: list[str], documents: int, demos: int, filler: int,
     ``independent``, a document's demonstrations all carry the instruction of a task drawn
     independently of theirs, so the base model must infer the task from the examples, and
     following an instruction is what tuning adds (the distinction studies A and D measure).
+
+    ``task_weights`` (config ``data.corpus.task_weights``): a task's relative share of the
+    documents (default 1), so that some tasks are rare in pretraining, as in real corpora.
     """
     if instructions not in ("task", "independent"):
         raise ValueError(f"data.corpus.instructions: {instructions!r} is not one of task, independent")
     rng = rng_for("corpus", split, seed)
+    weights = [float((task_weights or {}).get(t, 1.0)) for t in task_names]
     docs = []
     for _ in range(documents):
         parts = [" ".join(rng.choice(FILLER_WORDS) for _ in range(rng.randint(5, 12))) + "."
                  for _ in range(filler)]
-        task = task_registry.get(rng.choice(task_names))  # one task per document: in-context structure
+        # one task per document: in-context structure. Without weights the draw is rng.choice's,
+        # so a corpus without task_weights is the one earlier versions built
+        name = rng.choices(task_names, weights)[0] if task_weights else rng.choice(task_names)
+        task = task_registry.get(name)
         label = None
         if instructions == "independent":
             label = task_registry.get(rng.choice(task_names)).example(rng, params)["prompt"]

@@ -64,6 +64,26 @@ def test_corpus_deterministic_and_contains_demos():
     assert all(doc.count("\nAnswer: ") == 3 for doc in a)
 
 
+def test_corpus_task_weights_set_each_task_share_of_documents():
+    """data.corpus.task_weights: a task of weight 0.25 gets a quarter of the documents of a task
+    of weight 1 (binomial counts over 4,000 documents); no weights keeps the unweighted draw."""
+    names = ["reverse", "uppercase", "add"]
+    weights = {"reverse": 0.25, "add": 1.0}  # uppercase: the default 1
+
+    def counts(docs):
+        heads = {n: tasks.get(n).phrasings[0].partition("[")[0] for n in names}
+        return {n: sum(doc.startswith(h) for doc in docs) for n, h in heads.items()}
+
+    weighted = counts(data.build_corpus(names, 4000, 1, 0, 3, TaskParams(phrasing=0), "train",
+                                        task_weights=weights))
+    assert sum(weighted.values()) == 4000
+    share = 0.25 / 2.25  # expected share of reverse: sd 0.005 at n = 4000
+    assert abs(weighted["reverse"] / 4000 - share) < 0.02
+    assert abs(weighted["uppercase"] - weighted["add"]) < 4000 * 0.06
+    plain = data.build_corpus(names, 50, 2, 1, 3, TaskParams(), "train")
+    assert data.build_corpus(names, 50, 2, 1, 3, TaskParams(), "train", task_weights={}) == plain
+
+
 def test_corpus_independent_instructions_do_not_name_the_task():
     """With ``independent`` instructions a document's label says nothing about its task, so
     the base models must read the task from the demonstrations (data.corpus.instructions)."""
