@@ -88,6 +88,7 @@ def test_independent_instructions_need_bracketed_inputs(config):
     config["data"]["corpus"]["instructions"] = "independent"
     validate(copy.deepcopy(config))
     config["data"]["corpus"]["tasks"] = ["reverse", "markov_rewrite"]
+    config["data"]["corpus"]["task_weights"] = {}  # the default's weights name tasks left out here
     with pytest.raises(ConfigError, match="markov_rewrite") as err:
         validate(config)
     assert err.value.key == "data.corpus.instructions"
