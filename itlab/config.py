@@ -141,7 +141,7 @@ def _check_semantics(cfg: dict, base_dir: Path) -> None:
         _require(name in in_corpus, f"data.corpus.task_weights.{name}",
                  f"{name!r} is not a corpus task (data.corpus.tasks, default data.tasks: {', '.join(in_corpus)})")
     if data["corpus"]["instructions"] == "independent":
-        unbracketed = [t for t in corpus_tasks(cfg) if t in task_registry.REGISTRY
+        unbracketed = [t for t in in_corpus if t in task_registry.REGISTRY
                        and not all("[" in ph for ph in task_registry.REGISTRY[t].phrasings)]
         _require(not unbracketed, "data.corpus.instructions",
                  f"independent instructions need every corpus task's inputs in [...]; "
