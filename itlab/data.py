@@ -232,14 +232,14 @@ def build_corpus(task_names: list[str], documents: int, demos: int, filler: int,
     if instructions not in ("task", "independent"):
         raise ValueError(f"data.corpus.instructions: {instructions!r} is not one of task, independent")
     rng = rng_for("corpus", split, seed)
-    weights = [float((task_weights or {}).get(t, 1.0)) for t in task_names]
+    weights = [task_weights.get(t, 1.0) for t in task_names] if task_weights else None
     docs = []
     for _ in range(documents):
         parts = [" ".join(rng.choice(FILLER_WORDS) for _ in range(rng.randint(5, 12))) + "."
                  for _ in range(filler)]
         # one task per document: in-context structure. Without weights the draw is rng.choice's,
         # so a corpus without task_weights is the one earlier versions built
-        name = rng.choices(task_names, weights)[0] if task_weights else rng.choice(task_names)
+        name = rng.choices(task_names, weights)[0] if weights else rng.choice(task_names)
         task = task_registry.get(name)
         label = None
         if instructions == "independent":
