@@ -75,7 +75,7 @@ def main():
     corpus_cfg = cfg["data"]["corpus"]
     docs = data.build_corpus(corpus_tasks, corpus_cfg["documents"], corpus_cfg["demos_per_document"],
                              corpus_cfg["filler_sentences"], cfg["seed"], params, "train",
-                             a.instructions or corpus_cfg.get("instructions", "task"))
+                             a.instructions or corpus_cfg.get("instructions", "task"), corpus_cfg.get("task_weights"))
     stream: list[int] = []
     for d in docs:
         stream += encode(d) + [EOS]
