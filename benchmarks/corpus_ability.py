@@ -30,6 +30,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from itlab import data, tasks  # noqa: E402
+from itlab.config import validate  # noqa: E402
+from itlab.grid import corpus_tasks as config_corpus_tasks  # noqa: E402
 from itlab.tasks import TaskParams  # noqa: E402
 
 EOS, PAD = 256, 257
@@ -68,14 +70,14 @@ def main():
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate; default: the config's")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    cfg = yaml.safe_load(Path(a.config).read_text())
+    cfg = validate(yaml.safe_load(Path(a.config).read_text()))  # defaults filled, as the workflow sees it
     params = TaskParams(**cfg["data"]["params"])
-    corpus_tasks = sorted(tasks.REGISTRY) if cfg["data"]["tasks"] == "all" else cfg["data"]["tasks"]
+    corpus_tasks = config_corpus_tasks(cfg)
     names = a.tasks.split(",") if a.tasks else [n for n in corpus_tasks if n != "markov_rewrite"]
     corpus_cfg = cfg["data"]["corpus"]
     docs = data.build_corpus(corpus_tasks, corpus_cfg["documents"], corpus_cfg["demos_per_document"],
                              corpus_cfg["filler_sentences"], cfg["seed"], params, "train",
-                             a.instructions or corpus_cfg.get("instructions", "task"), corpus_cfg.get("task_weights"))
+                             a.instructions or corpus_cfg["instructions"], corpus_cfg["task_weights"])
     stream: list[int] = []
     for d in docs:
         stream += encode(d) + [EOS]
